@@ -1,0 +1,45 @@
+"""Denoisers: raw networks (wrapped by EDM preconditioning) and the analytic Gaussian.
+
+Networks share one interface, ``net(x, noise_labels, aug_labels=None) -> (B, *)`` with a
+``shape`` attribute and ``config()`` returning their constructor keywords, so a checkpoint can
+rebuild them and new architectures drop in by adding one entry to :data:`NETWORKS`.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from sfbd.diffusion.precond import EDMDenoiser
+from sfbd.nets.gaussian import GaussianDenoiser
+from sfbd.nets.mlp import MLP
+from sfbd.nets.unet import UNet
+
+NETWORKS: dict[str, type[nn.Module]] = {"mlp": MLP, "unet": UNet}
+MODEL_KINDS = (*NETWORKS, "gaussian")
+
+
+def build_denoiser(kind: str, config: dict) -> nn.Module:
+    """A denoiser D(x, sigma) of the given kind from its constructor keywords.
+
+    ``kind`` is 'mlp', 'unet' (raw networks, wrapped in EDM preconditioning) or 'gaussian'.
+    ``config`` must hold ``shape`` (the per-sample shape) plus the kind's own keywords.
+    """
+    if kind == "gaussian":
+        return GaussianDenoiser(**config)
+    if kind not in NETWORKS:
+        raise ValueError(f"unknown model kind {kind!r}; choose one of {list(MODEL_KINDS)}")
+    return EDMDenoiser(NETWORKS[kind](**config))
+
+
+def denoiser_spec(denoiser: nn.Module) -> dict:
+    """{'kind': ..., 'config': {...}}: what :func:`build_denoiser` needs to rebuild it."""
+    if isinstance(denoiser, GaussianDenoiser):
+        return {"kind": "gaussian", "config": denoiser.config()}
+    assert isinstance(denoiser, EDMDenoiser)
+    for kind, cls in NETWORKS.items():
+        if type(denoiser.net) is cls:
+            return {"kind": kind, "config": denoiser.net.config()}
+    raise ValueError(f"network {type(denoiser.net).__name__} is not registered in NETWORKS")
+
+
+__all__ = ["MLP", "MODEL_KINDS", "NETWORKS", "GaussianDenoiser", "UNet", "build_denoiser"]
