@@ -1,0 +1,289 @@
+"""Typed configuration: dataclasses are the schema, validated once at the edge.
+
+A configuration is built from defaults, then a YAML file, then ``--set key=value`` overrides
+(dotted keys, values parsed as YAML scalars). Every field's type is checked, unknown keys are
+reported with the closest valid key, and value ranges are checked by :func:`validate`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sfbd.errors import ConfigError
+
+METHODS = ("sfbd", "clean-only", "noisy-only", "oracle")
+SAMPLERS = ("heun", "sde")
+MODEL_KINDS = ("auto", "mlp", "unet", "gaussian")
+
+
+@dataclass
+class DataConfig:
+    source: str | None = None  # builtin name (ring8, checkerboard, swissroll, digits) or .npy/.npz
+    sigma: float = 0.35  # noise level tau: std of the additive Gaussian noise, in the data's scale
+    clean_fraction: float = 0.02  # benchmark mode: fraction of the training part kept clean
+    noise_seed: int = 0  # benchmark mode: seed of the split and of the fixed per-sample noise
+    num_samples: int = 20000  # size of a generated builtin 2-D set (before the hold-out)
+    holdout: float = 0.1  # benchmark mode: fraction held out as eval reference (0 = none)
+    noisy: str | None = None  # user mode: .npy/.npz of noisy samples at level sigma
+    clean: str | None = None  # user mode: .npy/.npz of clean samples
+
+
+@dataclass
+class ModelConfig:
+    kind: str = "auto"  # auto (mlp for vectors, unet for images) | mlp | unet | gaussian
+    hidden: int = 256  # mlp: width
+    layers: int = 3  # mlp: residual blocks
+    channels: int = 32  # unet: base channels
+    channel_mult: list[int] = field(default_factory=lambda: [1, 2])  # unet: per level
+    blocks_per_level: int = 2  # unet: residual blocks per level
+    dropout: float = 0.0  # unet: dropout probability
+    attention: bool = False  # unet: self-attention at the lowest resolution
+
+
+@dataclass
+class TrainConfig:
+    pretrain_steps: int = 4000  # optimizer steps of pretraining (SFBD iteration 0)
+    update_steps: int = 2000  # optimizer steps of each denoiser update (warm start)
+    batch_size: int = 512
+    lr: float = 1e-3  # Adam learning rate
+    lr_warmup: int = 200  # linear learning-rate warm-up at the start of pretraining, in steps
+    ema_halflife: float = 0.1  # EMA half-life as a fraction of each stage's steps
+
+
+@dataclass
+class SampleConfig:
+    sampler: str = "heun"  # backward sampling: heun (probability-flow ODE) | sde (posterior)
+    steps: int = 18  # steps of the full EDM schedule; the part below tau is what runs
+    batch_size: int = 4096  # samples per sampler batch
+
+
+@dataclass
+class SfbdConfig:
+    iterations: int = 3  # K: rounds of backward sampling + denoiser update
+
+
+@dataclass
+class EvalConfig:
+    reference: str | None = None  # .npy/.npz of held-out clean samples (default: the hold-out)
+    num_samples: int = 5000  # generated samples per stage for the metrics
+    swd_projections: int = 256  # random directions of the sliced Wasserstein distance
+
+
+@dataclass
+class Config:
+    method: str = "sfbd"  # sfbd | clean-only | noisy-only | oracle
+    seed: int = 0  # global seed: same seed, same machine -> same result
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    sfbd: SfbdConfig = field(default_factory=SfbdConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints are accepted for floats."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key} must be a list of {_type_name(item)}, got {value!r}")
+        return [_coerce(v, item, key) for v in value]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {tp}")  # pragma: no cover
+
+
+def _all_keys(cls: type = Config, prefix: str = "") -> list[str]:
+    keys = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            keys += _all_keys(tp, f"{prefix}{f.name}.")
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def _unknown(key: str) -> ConfigError:
+    close = difflib.get_close_matches(key, _all_keys(), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else "; see the configuration reference"
+    return ConfigError(f"unknown configuration key {key!r}{hint}")
+
+
+def _merge(obj: Any, values: dict, prefix: str = "") -> None:
+    """Set the fields of dataclass ``obj`` from the nested dict ``values`` with type checks."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'the configuration'} must be a mapping")
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for name, value in values.items():
+        key = f"{prefix}{name}"
+        if name not in names:
+            raise _unknown(key)
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            _merge(getattr(obj, name), value, key + ".")
+        else:
+            setattr(obj, name, _coerce(value, tp, key))
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'a.b=value' -> ('a.b', parsed YAML scalar)."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {exc}") from None
+    return key.strip(), value
+
+
+def _nest(key: str, value: Any) -> dict:
+    out: dict = {}
+    node = out
+    parts = key.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+    return out
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    base: dict | None = None,
+) -> Config:
+    """Defaults <- ``base`` dict <- YAML file ``path`` <- ``overrides`` ('key=value'), validated."""
+    cfg = Config()
+    if base:
+        _merge(cfg, base)
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {str(p)!r} not found")
+        try:
+            values = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {str(p)!r} is not valid YAML: {exc}") from None
+        _merge(cfg, values)
+    for text in overrides or []:
+        key, value = parse_override(text)
+        if key not in _all_keys():
+            raise _unknown(key)
+        _merge(cfg, _nest(key, value))
+    validate(cfg)
+    return cfg
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+def validate(cfg: Config) -> None:
+    """Range and consistency checks; raises ConfigError naming the key and the fix."""
+    d = cfg.data
+    _check(cfg.method in METHODS, f"method must be one of {', '.join(METHODS)}; got {cfg.method!r}")
+    _check(
+        math.isfinite(d.sigma) and d.sigma > 0,
+        f"data.sigma must be a positive number (the noise std), got {d.sigma}",
+    )
+    user = d.noisy is not None or d.clean is not None
+    if user and d.source is not None:
+        raise ConfigError(
+            "set either data.source (benchmark mode) or data.noisy and data.clean (user mode), "
+            "not both; use --set data.source=null"
+        )
+    if not user and d.source is None:
+        raise ConfigError(
+            "no data: set data.source (e.g. ring8, digits, or a .npy file) or data.noisy and "
+            "data.clean"
+        )
+    if user:
+        needs_clean = cfg.method in ("sfbd", "clean-only")
+        _check(d.noisy is not None or cfg.method == "clean-only", "user mode needs data.noisy")
+        _check(d.clean is not None or not needs_clean, f"method {cfg.method} needs data.clean")
+        _check(cfg.method != "oracle", "method oracle needs benchmark mode (data.source)")
+    else:
+        lo_ok = d.clean_fraction > 0 or cfg.method in ("noisy-only", "oracle")
+        _check(
+            0 <= d.clean_fraction < 1 and lo_ok,
+            f"data.clean_fraction must be in (0, 1) for method {cfg.method} "
+            f"(0 only for noisy-only/oracle), got {d.clean_fraction}",
+        )
+        _check(0 <= d.holdout < 1, f"data.holdout must be in [0, 1), got {d.holdout}")
+        _check(d.num_samples >= 10, f"data.num_samples must be >= 10, got {d.num_samples}")
+    _check(cfg.model.kind in MODEL_KINDS, f"model.kind must be one of {', '.join(MODEL_KINDS)}")
+    _check(
+        cfg.model.hidden > 0 and cfg.model.layers > 0, "model.hidden and model.layers must be > 0"
+    )
+    _check(cfg.model.channels > 0, "model.channels must be > 0")
+    _check(
+        len(cfg.model.channel_mult) > 0 and all(m > 0 for m in cfg.model.channel_mult),
+        "model.channel_mult must be a non-empty list of positive integers",
+    )
+    _check(0 <= cfg.model.dropout < 1, "model.dropout must be in [0, 1)")
+    t = cfg.train
+    _check(t.pretrain_steps >= 1, "train.pretrain_steps must be >= 1")
+    _check(t.update_steps >= 1, "train.update_steps must be >= 1")
+    _check(t.batch_size >= 1, "train.batch_size must be >= 1")
+    _check(math.isfinite(t.lr) and t.lr > 0, f"train.lr must be > 0, got {t.lr}")
+    _check(t.lr_warmup >= 0, "train.lr_warmup must be >= 0")
+    _check(0 < t.ema_halflife <= 10, "train.ema_halflife must be in (0, 10] (fraction of a stage)")
+    s = cfg.sample
+    _check(s.sampler in SAMPLERS, f"sample.sampler must be one of {', '.join(SAMPLERS)}")
+    _check(s.steps >= 2, f"sample.steps must be >= 2, got {s.steps}")
+    _check(s.batch_size >= 1, "sample.batch_size must be >= 1")
+    _check(cfg.sfbd.iterations >= 0, "sfbd.iterations must be >= 0")
+    _check(cfg.eval.num_samples >= 2, "eval.num_samples must be >= 2")
+    _check(cfg.eval.swd_projections >= 1, "eval.swd_projections must be >= 1")
+    _check(
+        cfg.device == "auto" or cfg.device == "cpu" or cfg.device.startswith("cuda"),
+        f"device must be auto, cpu, cuda or cuda:N, got {cfg.device!r}",
+    )
+
+
+def to_dict(cfg: Config) -> dict:
+    """The configuration as a plain nested dict (what config.yaml holds)."""
+    return dataclasses.asdict(cfg)
+
+
+def dump_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

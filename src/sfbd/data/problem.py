@@ -1,0 +1,129 @@
+"""The learning problem: a clean set, a noisy set at level tau, and held-out reference data.
+
+* Benchmark mode starts from one clean source, holds out a reference set, keeps a fraction of
+  the rest clean and corrupts the remainder with fixed noise: sample i of the source gets
+  x_i + tau * eps_i, eps_i a function of (noise_seed, i) only, so the noisy set is a fixed,
+  finite dataset that does not depend on the split or on batching.
+* User mode takes the noisy and clean arrays and tau as given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from sfbd.config import Config
+from sfbd.data.sources import BUILTINS, builtin, load_array
+from sfbd.errors import DataError
+from sfbd.rng import keyed_randn, stream_id
+
+
+@dataclass
+class Problem:
+    """Arrays of one run, all float32 in model space; shapes (N, *) with the same sample shape."""
+
+    clean: np.ndarray  # (M, *) clean samples
+    noisy: np.ndarray  # (N, *) noisy samples at level sigma
+    sigma: float
+    reference: np.ndarray | None = None  # held-out clean samples for metrics
+    noisy_truth: np.ndarray | None = None  # clean originals of the noisy samples (benchmark)
+    scale: str = "float"  # 'uint8' or 'float': the data's own scale, for outputs
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        ref = self.noisy if len(self.noisy) else self.clean
+        return tuple(ref.shape[1:])
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.shape) == 3
+
+    def summary(self) -> str:
+        parts = [f"clean {len(self.clean)}", f"noisy {len(self.noisy)} at sigma {self.sigma:g}"]
+        if self.reference is not None:
+            parts.append(f"reference {len(self.reference)}")
+        return f"samples of shape {self.shape}: " + ", ".join(parts)
+
+
+def corrupt(x: np.ndarray, index: np.ndarray, sigma: float, noise_seed: int) -> np.ndarray:
+    """x + sigma * eps with eps keyed by the source index (fixed per sample)."""
+    eps = keyed_randn(
+        torch.as_tensor(index, dtype=torch.int64),
+        tuple(x.shape[1:]),
+        stream=stream_id("data-noise", noise_seed),
+    ).numpy()
+    return (x + sigma * eps).astype(np.float32)
+
+
+def split_benchmark(source: np.ndarray, cfg: Config, has_reference: bool) -> Problem:
+    """Hold out a reference set, keep a clean fraction, corrupt the rest (fixed seeded noise)."""
+    d = cfg.data
+    n = len(source)
+    perm = np.random.default_rng([d.noise_seed, 7]).permutation(n)
+    n_ref = 0 if has_reference else int(round(d.holdout * n))
+    ref_idx, train_idx = perm[:n_ref], perm[n_ref:]
+    n_clean = int(round(d.clean_fraction * len(train_idx)))
+    if d.clean_fraction > 0 and n_clean < 2:
+        raise DataError(
+            f"data.clean_fraction {d.clean_fraction} of {len(train_idx)} training samples leaves "
+            f"{n_clean} clean samples; raise data.clean_fraction or data.num_samples"
+        )
+    clean_idx, noisy_idx = np.sort(train_idx[:n_clean]), np.sort(train_idx[n_clean:])
+    if len(noisy_idx) == 0:
+        raise DataError("no noisy samples left: lower data.clean_fraction or data.holdout")
+    return Problem(
+        clean=source[clean_idx],
+        noisy=corrupt(source[noisy_idx], noisy_idx, d.sigma, d.noise_seed),
+        sigma=d.sigma,
+        reference=source[ref_idx] if n_ref > 0 else None,
+        noisy_truth=source[noisy_idx],
+    )
+
+
+def _check_shape(name: str, arr: np.ndarray, shape: tuple[int, ...], other: str) -> None:
+    if tuple(arr.shape[1:]) != shape:
+        raise DataError(
+            f"{name} samples have shape {tuple(arr.shape[1:])} but {other} samples have {shape}; "
+            "both must hold the same kind of sample"
+        )
+
+
+def load_problem(cfg: Config) -> Problem:
+    """Build the run's :class:`Problem` from the configuration (benchmark or user mode)."""
+    d = cfg.data
+    reference, scale = None, "float"
+    if cfg.eval.reference is not None:
+        reference, _ = load_array(cfg.eval.reference, "eval.reference")
+    if d.source is not None:
+        if d.source in BUILTINS:
+            src = builtin(d.source, d.num_samples)
+        else:
+            src, scale = load_array(d.source, "data.source")
+        prob = split_benchmark(src, cfg, reference is not None)
+        prob.scale = scale
+    else:
+        noisy = clean = None
+        if d.noisy is not None:
+            noisy, scale = load_array(d.noisy, "data.noisy")
+        if d.clean is not None:
+            clean, clean_scale = load_array(d.clean, "data.clean")
+            scale = scale if noisy is not None else clean_scale
+        if noisy is not None and clean is not None:
+            _check_shape("clean", clean, tuple(noisy.shape[1:]), "noisy")
+        if clean is not None and len(clean) < 2:
+            raise DataError("data.clean must hold at least 2 samples")
+        template = noisy if noisy is not None else clean
+        assert template is not None
+        empty = np.zeros((0, *template.shape[1:]), np.float32)
+        prob = Problem(
+            clean=clean if clean is not None else empty,
+            noisy=noisy if noisy is not None else empty,
+            sigma=d.sigma,
+            scale=scale,
+        )
+    if reference is not None:
+        _check_shape("eval.reference", reference, prob.shape, "training")
+        prob.reference = reference
+    return prob

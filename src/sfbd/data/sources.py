@@ -1,0 +1,107 @@
+"""Clean data sources: builtin 2-D sets, scikit-learn's digits, and array files.
+
+Vectors are (N, D) float32; images are (N, C, H, W) float32 in [-1, 1]. Arrays stored as uint8
+are read as images in [0, 255] and mapped to [-1, 1] (noise levels then refer to that scale).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from sfbd.errors import DataError
+
+BUILTIN_2D = ("ring8", "checkerboard", "swissroll")
+BUILTINS = (*BUILTIN_2D, "digits")
+
+
+def ring8(n: int, rng: np.random.Generator) -> np.ndarray:
+    """8 Gaussians (std 0.05) evenly spaced on the unit circle."""
+    k = rng.integers(0, 8, size=n)
+    angle = 2 * np.pi * k / 8
+    centers = np.stack([np.cos(angle), np.sin(angle)], axis=1)
+    return centers + 0.05 * rng.standard_normal((n, 2))
+
+
+def checkerboard(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Uniform on the 8 dark squares of a 4x4 checkerboard covering [-1, 1]^2."""
+    cell = rng.integers(0, 8, size=n)
+    row = cell // 2
+    col = 2 * (cell % 2) + (row % 2)
+    u = rng.random((n, 2))
+    return np.stack([(col + u[:, 0]) / 2 - 1, (row + u[:, 1]) / 2 - 1], axis=1)
+
+
+def swissroll(n: int, rng: np.random.Generator) -> np.ndarray:
+    """A 2-D Swiss roll t (cos t, sin t), t in [1.5 pi, 4.5 pi], scaled into about [-1, 1]."""
+    t = 1.5 * np.pi * (1 + 2 * rng.random(n))
+    x = np.stack([t * np.cos(t), t * np.sin(t)], axis=1) / (4.5 * np.pi)
+    return x + 0.01 * rng.standard_normal((n, 2))
+
+
+def digits() -> np.ndarray:
+    """scikit-learn's bundled 8x8 digits (1,797 images), (N, 1, 8, 8) scaled to [-1, 1]."""
+    from sklearn.datasets import load_digits
+
+    images = load_digits().images.astype(np.float32)  # values 0..16
+    return (images / 8.0 - 1.0)[:, None]
+
+
+def builtin(name: str, n: int) -> np.ndarray:
+    """A builtin clean dataset; the 2-D sets have ``n`` samples from a fixed seed."""
+    if name == "digits":
+        return digits()
+    gen = {"ring8": ring8, "checkerboard": checkerboard, "swissroll": swissroll}.get(name)
+    if gen is None:
+        raise DataError(f"unknown data source {name!r}: use one of {', '.join(BUILTINS)} or a path")
+    rng = np.random.default_rng([BUILTINS.index(name), 20250205])
+    return gen(n, rng).astype(np.float32)
+
+
+def load_array(path: str | Path, what: str = "data") -> tuple[np.ndarray, str]:
+    """Read a .npy/.npz array as float32 vectors (N, D) or images (N, C, H, W).
+
+    Returns the array and its scale: 'uint8' (read as [0, 255], mapped to [-1, 1]) or 'float'.
+    An .npz must hold one array, or one named 'x' or 'data'.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{what} file {str(p)!r} not found")
+    try:
+        loaded = np.load(p, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a user-facing data error
+        raise DataError(f"cannot read {what} file {str(p)!r} as .npy/.npz: {exc}") from None
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        names = list(loaded.keys())
+        pick = [k for k in ("x", "data") if k in names] or (names if len(names) == 1 else [])
+        if not pick:
+            raise DataError(
+                f"{what} file {str(p)!r} holds arrays {names}; keep one, or name it 'x' or 'data'"
+            )
+        arr = loaded[pick[0]]
+    else:
+        arr = loaded
+    if arr.ndim not in (2, 4):
+        raise DataError(
+            f"{what} in {str(p)!r} has shape {arr.shape}: expected vectors (N, D) or images "
+            "(N, C, H, W)"
+        )
+    if arr.shape[0] == 0:
+        raise DataError(f"{what} in {str(p)!r} is empty")
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 127.5 - 1.0, "uint8"
+    if not np.issubdtype(arr.dtype, np.floating) and not np.issubdtype(arr.dtype, np.integer):
+        raise DataError(f"{what} in {str(p)!r} has dtype {arr.dtype}; expected numbers")
+    arr = arr.astype(np.float32)
+    if not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).reshape(arr.shape[0], -1).any(axis=1).sum())
+        raise DataError(f"{what} in {str(p)!r} has NaN or infinite values in {bad} samples")
+    return arr, "float"
+
+
+def to_data_scale(x: np.ndarray, scale: str) -> np.ndarray:
+    """Map model-space samples back to the data's own scale (uint8 data -> uint8 in [0, 255])."""
+    if scale == "uint8":
+        return np.clip(np.rint((x + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    return x.astype(np.float32)

@@ -1,0 +1,69 @@
+"""Batched generation and backward sampling over whole datasets, with a progress bar.
+
+Keys are absolute sample indices, so every result is the same whatever the batch size.
+"""
+
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+
+from sfbd.diffusion.precond import Denoiser
+from sfbd.diffusion.sample import backward_sample, sample_from_noise
+
+
+def generate(
+    denoiser: Denoiser,
+    n: int,
+    shape: tuple[int, ...],
+    grid: torch.Tensor,
+    *,
+    stream: int,
+    sampler: str = "heun",
+    batch_size: int = 4096,
+    device: torch.device | str = "cpu",
+    desc: str = "sample",
+    progress: bool = True,
+) -> torch.Tensor:
+    """``n`` samples (n, *shape) from pure noise; sample j is keyed j."""
+    out = []
+    with tqdm(total=n, desc=desc, disable=not progress, leave=False, dynamic_ncols=True) as bar:
+        for start in range(0, n, batch_size):
+            keys = torch.arange(start, min(n, start + batch_size), device=device)
+            x = sample_from_noise(denoiser, keys, shape, grid, stream=stream, sampler=sampler)
+            out.append(x.cpu())
+            bar.update(len(keys))
+    return torch.cat(out) if out else torch.zeros((0, *shape))
+
+
+def denoise_all(
+    denoiser: Denoiser,
+    y: torch.Tensor,
+    tau: float,
+    grid: torch.Tensor,
+    *,
+    stream: int,
+    sampler: str = "heun",
+    batch_size: int = 4096,
+    keys: torch.Tensor | None = None,
+    desc: str = "denoise",
+    progress: bool = True,
+) -> torch.Tensor:
+    """Backward-sample every row of ``y`` (N, *) from level tau; row i keyed keys[i] (default i).
+
+    ``y`` may live on the CPU; batches move to the denoiser's device and results come back.
+    """
+    device = grid.device
+    if keys is None:
+        keys = torch.arange(len(y))
+    out = []
+    with tqdm(
+        total=len(y), desc=desc, disable=not progress, leave=False, dynamic_ncols=True
+    ) as bar:
+        for start in range(0, len(y), batch_size):
+            yb = y[start : start + batch_size].to(device)
+            kb = keys[start : start + batch_size].to(device)
+            x = backward_sample(denoiser, yb, tau, grid, keys=kb, stream=stream, sampler=sampler)
+            out.append(x.cpu())
+            bar.update(len(yb))
+    return torch.cat(out) if out else y.clone()
