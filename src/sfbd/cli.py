@@ -1,0 +1,202 @@
+"""The ``sfbd`` command: run the pipeline, the demo, and use a trained run.
+
+    sfbd run [CONFIG.yaml] --out DIR [--set key=value ...]   # whole pipeline, resumable
+    sfbd demo [--out DIR]                                    # offline default run, minutes on CPU
+    sfbd sample --run DIR --n N --out FILE.npy [--stage K] [--seed S]
+    sfbd denoise --run DIR --input NOISY.npy --sigma TAU --out FILE.npy [--stage K] [--seed S]
+
+Errors a user can fix print one line ``sfbd: error: ...`` and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from sfbd import __version__
+from sfbd.checkpoint import atomic_write_bytes, load_checkpoint
+from sfbd.config import SAMPLERS, dump_yaml, load_config
+from sfbd.data import load_array, to_data_scale
+from sfbd.diffusion.batched import denoise_all, generate
+from sfbd.diffusion.schedule import edm_sigmas
+from sfbd.errors import SfbdError
+from sfbd.pipeline import Run, resolve_device
+from sfbd.rng import stream_id
+
+
+def _run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.set)
+    if args.print_config:
+        print(dump_yaml(cfg), end="")
+        return 0
+    Run(cfg, args.out, progress=not args.quiet).execute(
+        max_stages=args.max_stages, force=args.force
+    )
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from sfbd.demo import run_demo
+
+    run_demo(Path(args.out), quick=args.quick, progress=not args.quiet)
+    return 0
+
+
+def _load_run(run: str, stage: int | None) -> tuple[dict, torch.nn.Module, dict, torch.device]:
+    """(resolved config dict, EMA denoiser of the stage, its meta, device) of a run."""
+    rundir = Path(run)
+    cfg_path, metrics_path = rundir / "config.yaml", rundir / "metrics.json"
+    if not cfg_path.is_file() or not metrics_path.is_file():
+        raise SfbdError(f"{rundir} is not a run directory with a finished stage (sfbd run --out)")
+    cfg = yaml.safe_load(cfg_path.read_text())
+    done = [s["iteration"] for s in json.loads(metrics_path.read_text())["stages"]]
+    if not done:
+        raise SfbdError(f"{rundir} has no finished stage yet")
+    k = done[-1] if stage is None else stage
+    if k not in done:
+        raise SfbdError(f"stage {k} is not finished in {rundir}; finished stages: {done}")
+    device = resolve_device(cfg.get("device", "auto"))
+    _, ema, _, meta = load_checkpoint(rundir / "checkpoints" / f"stage-{k:02d}", device)
+    return cfg, ema.eval(), meta, device
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _check_out(path: str) -> Path:
+    out = Path(path)
+    if out.suffix != ".npy":
+        raise SfbdError(f"--out must name a .npy file, got {path!r}")
+    return out
+
+
+def _sample(args: argparse.Namespace) -> int:
+    out = _check_out(args.out)
+    if args.n < 1:
+        raise SfbdError(f"--n must be >= 1, got {args.n}")
+    cfg, ema, meta, device = _load_run(args.run, args.stage)
+    seed = cfg["seed"] if args.seed is None else args.seed
+    grid = edm_sigmas(args.steps or cfg["sample"]["steps"], device=device)
+    x = generate(
+        ema,
+        args.n,
+        tuple(meta["shape"]),
+        grid,
+        stream=stream_id("sample", seed),
+        batch_size=cfg["sample"]["batch_size"],
+        device=device,
+        progress=not args.quiet,
+    ).numpy()
+    _save_npy(out, to_data_scale(x, meta["scale"]))
+    if not args.quiet:
+        print(f"wrote {args.n} samples of shape {tuple(meta['shape'])} to {out}")
+    return 0
+
+
+def _denoise(args: argparse.Namespace) -> int:
+    out = _check_out(args.out)
+    if not (math.isfinite(args.sigma) and args.sigma > 0):
+        raise SfbdError(f"--sigma must be a positive number (the noise std), got {args.sigma}")
+    y, scale = load_array(args.input, "--input")
+    cfg, ema, meta, device = _load_run(args.run, args.stage)
+    if tuple(y.shape[1:]) != tuple(meta["shape"]):
+        raise SfbdError(
+            f"--input samples have shape {tuple(y.shape[1:])} but the model was trained on "
+            f"{tuple(meta['shape'])}"
+        )
+    seed = cfg["seed"] if args.seed is None else args.seed
+    steps = args.steps or (256 if args.sampler == "sde" else cfg["sample"]["steps"])
+    x = denoise_all(
+        ema,
+        torch.as_tensor(y),
+        args.sigma,
+        edm_sigmas(steps, device=device),
+        stream=stream_id("denoise-cli", seed),
+        sampler=args.sampler,
+        batch_size=cfg["sample"]["batch_size"],
+        progress=not args.quiet,
+    ).numpy()
+    _save_npy(out, to_data_scale(x, scale))
+    if not args.quiet:
+        print(f"wrote {len(x)} denoised samples to {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sfbd",
+        description="Train diffusion models from noisy data plus a small clean set (SFBD).",
+    )
+    p.add_argument("--version", action="version", version=f"sfbd {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run (or resume) the whole pipeline")
+    r.add_argument("config", nargs="?", help="YAML configuration (see configs/)")
+    r.add_argument("--out", required=True, help="run directory; rerun to resume")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override")
+    r.add_argument("--max-stages", type=int, help="stop after this many stages (rerun resumes)")
+    r.add_argument("--force", action="store_true", help="discard a different run in --out")
+    r.add_argument("--print-config", action="store_true", help="print the resolved config only")
+    r.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
+    r.set_defaults(func=_run)
+
+    d = sub.add_parser("demo", help="offline demo: SFBD vs clean-only on ring8 (minutes on CPU)")
+    d.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
+    d.add_argument("--quick", action="store_true", help="a much shorter run, for smoke tests")
+    d.add_argument("--quiet", action="store_true")
+    d.set_defaults(func=_demo)
+
+    s = sub.add_parser("sample", help="generate samples from pure noise with a trained run")
+    s.add_argument("--run", required=True, help="run directory")
+    s.add_argument("--n", type=int, required=True, help="number of samples")
+    s.add_argument("--out", required=True, help="output .npy (data's own shape and scale)")
+    s.add_argument("--stage", type=int, help="stage/iteration K (default: last finished)")
+    s.add_argument("--seed", type=int, help="seed (default: the run's)")
+    s.add_argument("--steps", type=int, help="Heun steps of the schedule (default: the run's)")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=_sample)
+
+    n = sub.add_parser("denoise", help="posterior samples of the clean data behind noisy inputs")
+    n.add_argument("--run", required=True, help="run directory")
+    n.add_argument("--input", required=True, help="noisy samples (.npy/.npz)")
+    n.add_argument("--sigma", type=float, required=True, help="their noise level tau")
+    n.add_argument("--out", required=True, help="output .npy, in input order")
+    n.add_argument("--stage", type=int, help="stage/iteration K (default: last finished)")
+    n.add_argument("--seed", type=int, help="seed (default: the run's)")
+    n.add_argument(
+        "--sampler",
+        choices=SAMPLERS,
+        default="sde",
+        help="sde: posterior sample (default); heun: deterministic probability-flow map",
+    )
+    n.add_argument("--steps", type=int, help="schedule steps (default: 256 for sde, else run's)")
+    n.add_argument("--quiet", action="store_true")
+    n.set_defaults(func=_denoise)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SfbdError as exc:
+        print(f"sfbd: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sfbd: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
