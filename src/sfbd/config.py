@@ -19,10 +19,12 @@ from typing import Any
 import yaml
 
 from sfbd.errors import ConfigError
+from sfbd.nets import MODEL_KINDS as _KINDS
+
+MODEL_KINDS = ("auto", *_KINDS)
 
 METHODS = ("sfbd", "clean-only", "noisy-only", "oracle")
 SAMPLERS = ("heun", "sde")
-MODEL_KINDS = ("auto", "mlp", "unet", "gaussian")
 
 
 @dataclass
@@ -32,7 +34,7 @@ class DataConfig:
     clean_fraction: float = 0.02  # benchmark mode: fraction of the training part kept clean
     noise_seed: int = 0  # benchmark mode: seed of the split and of the fixed per-sample noise
     num_samples: int = 20000  # size of a generated builtin 2-D set (before the hold-out)
-    holdout: float = 0.1  # benchmark mode: fraction held out as eval reference (0 = none)
+    holdout: float = 0.1  # benchmark mode: fraction held out as reference (unless eval.reference)
     noisy: str | None = None  # user mode: .npy/.npz of noisy samples at level sigma
     clean: str | None = None  # user mode: .npy/.npz of clean samples
 
@@ -73,7 +75,9 @@ class SfbdConfig:
 
 @dataclass
 class EvalConfig:
-    reference: str | None = None  # .npy/.npz of held-out clean samples (default: the hold-out)
+    reference: str | None = (
+        None  # .npy/.npz of held-out clean samples (benchmark default: hold-out)
+    )
     num_samples: int = 5000  # generated samples per stage for the metrics
     swd_projections: int = 256  # random directions of the sliced Wasserstein distance
 
@@ -118,6 +122,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key} must be an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads '1e-4' (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key} must be a number, got {value!r}")
         return float(value)

@@ -142,8 +142,10 @@ class Run:
         if saved.is_file():
             old = yaml.safe_load(saved.read_text())
             new = to_dict(self.cfg)
-            if old != new:
-                diff = sorted(_diff_keys(old, new))
+            diff = sorted(_diff_keys(old, new))
+            if self.cfg.method == "sfbd" and diff == ["sfbd.iterations"]:
+                diff = []  # more (or fewer) iterations of the same run: the stages are a prefix
+            if diff:
                 if not force:
                     raise SfbdError(
                         f"{self.out} holds a run with a different configuration "
@@ -316,7 +318,7 @@ class Run:
             report.scatter_panels_png(path, panels, reference=prob.reference)
 
     def _plots(self, prob: Problem, done: list[dict]) -> None:
-        report.metrics_png(self.out / "metrics.png", done)
+        report.metrics_png(self.out / "metrics.png", done, label=self.cfg.method)
         panels = []
         for entry in done:
             k = entry["iteration"]

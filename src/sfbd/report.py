@@ -330,8 +330,9 @@ def metrics_png(
     *,
     keys: Sequence[str] | None = None,
     baselines: Mapping[str, Mapping[str, float]] | None = None,
+    label: str = "SFBD",
 ) -> None:
-    """Plot metric-vs-iteration curves, one subplot per metric.
+    """Plot metric-vs-iteration curves, one subplot per metric (the run's curve is ``label``).
 
     Args:
         path: output file.
@@ -376,7 +377,7 @@ def metrics_png(
         ys = [v for _, v in pts]
         if pts:
             ax.plot(
-                [i for i, _ in pts], ys, marker="o", linestyle="-", color=_POINT_COLOR, label="SFBD"
+                [i for i, _ in pts], ys, marker="o", linestyle="-", color=_POINT_COLOR, label=label
             )
         else:
             ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)

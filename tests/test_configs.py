@@ -1,0 +1,83 @@
+"""The presets in configs/ load and resolve, and the README's configuration table is complete."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from sfbd.config import Config, _all_keys, load_config
+from sfbd.demo import DEMO
+from sfbd.pipeline import Run
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+TEMPLATE = ROOT / "configs" / "user-files.yaml"
+PRESETS = [p for p in CONFIGS if p != TEMPLATE]
+
+
+def _default(key: str) -> object:
+    node: object = Config()
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def _readme_table() -> dict[str, str]:
+    """{key: default text} from the rows of the README's configuration reference table."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Configuration reference", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([a-z_.]+)` \| `([^`]*)` \|", section, flags=re.M)
+    return dict(rows)
+
+
+def test_presets_exist():
+    names = {p.name for p in CONFIGS}
+    assert {"ring8.yaml", "digits.yaml", "gaussian.yaml", "user-files.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.name)
+def test_preset_loads_and_resolves(path, tmp_path):
+    cfg = load_config(path)
+    # max_stages=0 loads the data and builds the model (shape checks) without training.
+    assert Run(cfg, tmp_path / "run", progress=False).execute(max_stages=0) == []
+
+
+def test_ring8_preset_is_the_demo():
+    assert load_config(ROOT / "configs" / "ring8.yaml") == load_config(base=DEMO)
+
+
+def test_user_template_validates_with_overrides(tmp_path):
+    rng = np.random.default_rng(0)
+    files = {}
+    for name in ("noisy", "clean", "heldout"):
+        files[name] = tmp_path / f"{name}.npy"
+        np.save(files[name], rng.standard_normal((40, 2)).astype(np.float32))
+    overrides = [
+        f"data.noisy={files['noisy']}",
+        f"data.clean={files['clean']}",
+        f"eval.reference={files['heldout']}",
+        "data.sigma=0.3",
+    ]
+    cfg = load_config(TEMPLATE, overrides)
+    assert cfg.data.source is None
+    assert (cfg.data.noisy, cfg.data.clean) == (str(files["noisy"]), str(files["clean"]))
+    assert cfg.eval.reference == str(files["heldout"])
+    assert cfg.data.sigma == 0.3
+    assert Run(cfg, tmp_path / "run", progress=False).execute(max_stages=0) == []
+    # The template's own paths are placeholders that do not exist.
+    raw = yaml.safe_load(TEMPLATE.read_text())
+    for value in (raw["data"]["noisy"], raw["data"]["clean"], raw["eval"]["reference"]):
+        assert not (ROOT / value).exists()
+
+
+def test_readme_lists_every_config_key_with_its_default():
+    table = _readme_table()
+    keys = _all_keys()
+    assert sorted(set(keys) - set(table)) == [], "keys missing from the README table"
+    assert sorted(set(table) - set(keys)) == [], "README table lists keys that do not exist"
+    for key in keys:
+        assert yaml.safe_load(table[key]) == _default(key), f"README default of {key}"

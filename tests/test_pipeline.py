@@ -1,0 +1,166 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sfbd.checkpoint import load_checkpoint
+from sfbd.config import load_config
+from sfbd.data import load_problem
+from sfbd.errors import SfbdError
+from sfbd.pipeline import Run, plan
+
+MU = np.array([0.3, -0.2])
+COV = np.array([[0.5, 0.2], [0.2, 0.3]])
+
+
+@pytest.fixture(scope="module")
+def gaussian_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("g") / "gauss.npy"
+    x = np.random.default_rng(0).multivariate_normal(MU, COV, size=100_000)
+    np.save(path, x.astype(np.float32))
+    return path
+
+
+def _errors(run: Run, stages: list[dict]) -> list[tuple[float, float]]:
+    out = []
+    for s in stages:
+        ema = load_checkpoint(run.checkpoint_stem(s["iteration"]))[1]
+        out.append(
+            (
+                float(np.linalg.norm(ema.mean.numpy() - MU)),
+                float(np.linalg.norm(ema.cov.numpy() - COV)),
+            )
+        )
+    return out
+
+
+def test_sfbd_with_the_analytic_model_converges_to_the_true_gaussian(gaussian_file, tmp_path):
+    # 80 clean samples, 98k noisy ones at tau = 0.5; the exact Gaussian denoiser is refitted
+    # by moments at every stage, so each iteration is the population map
+    # Sigma <- A (Sigma_y) A with A = S^1/2 (S + tau^2)^-1/2, a contraction towards the truth.
+    common = [
+        f"data.source={gaussian_file}",
+        "data.sigma=0.5",
+        "data.clean_fraction=0.0008",
+        "data.holdout=0.02",
+        "model.kind=gaussian",
+        "sfbd.iterations=3",
+        "sample.steps=64",
+        "eval.num_samples=500",
+    ]
+    run = Run(load_config(overrides=common), tmp_path / "sfbd", progress=False)
+    errs = _errors(run, run.execute())
+    base = Run(
+        load_config(overrides=[*common, "method=clean-only"]), tmp_path / "c", progress=False
+    )
+    clean_only = _errors(base, base.execute())[0]
+    assert errs[0] == pytest.approx(clean_only)  # iteration 0 is the clean-only fit
+    totals = [m + c for m, c in errs]
+    assert all(b < a for a, b in zip(totals, totals[1:], strict=False)), errs
+    for (m0, c0), (m1, c1) in zip(errs, errs[1:], strict=False):
+        assert m1 <= m0 + 1e-3 and c1 <= c0 + 1e-3, errs
+    assert errs[-1][0] < 0.1 * clean_only[0] and errs[-1][1] < 0.1 * clean_only[1], errs
+
+
+RING = [
+    "data.source=ring8",
+    "data.num_samples=8000",
+    "data.clean_fraction=0.01",
+    "data.holdout=0.25",
+    "model.hidden=64",
+    "model.layers=2",
+    "train.pretrain_steps=400",
+    "train.update_steps=300",
+    "train.batch_size=256",
+    "sfbd.iterations=2",
+    "eval.num_samples=1500",
+]
+
+
+def test_neural_sfbd_beats_clean_only_on_ring8(tmp_path):
+    sfbd = Run(load_config(overrides=RING), tmp_path / "s", progress=False).execute()
+    clean = Run(
+        load_config(overrides=[*RING, "method=clean-only"]), tmp_path / "c", progress=False
+    ).execute()
+    assert [s["stage"] for s in sfbd] == ["pretrain", "update", "update"]
+    assert clean[0]["train_steps"] == 400 + 2 * 300  # same total budget
+    final, baseline = sfbd[-1]["metrics"]["swd"], clean[-1]["metrics"]["swd"]
+    assert final < 0.75 * baseline, (final, baseline)
+    # E_k is stored keyed by the noisy sample's index, one row per noisy sample
+    with np.load(tmp_path / "s" / "denoised" / "E_02.npz") as f:
+        n_noisy = len(load_problem(load_config(overrides=RING)).noisy)
+        assert np.array_equal(f["index"], np.arange(n_noisy))
+        assert f["x"].shape == (n_noisy, 2)
+    for name in ("metrics.png", "stages.png", "samples/stage-02.png", "samples/stage-02.npy"):
+        assert (tmp_path / "s" / name).is_file(), name
+
+
+TINY = [
+    "data.source=ring8",
+    "data.num_samples=1000",
+    "data.clean_fraction=0.05",
+    "model.hidden=32",
+    "model.layers=1",
+    "train.pretrain_steps=30",
+    "train.update_steps=20",
+    "train.batch_size=64",
+    "sfbd.iterations=2",
+    "eval.num_samples=200",
+    "sample.sampler=sde",
+]
+
+
+def _strip(stages):
+    return [{k: v for k, v in s.items() if k != "seconds"} for s in stages]
+
+
+def test_resume_after_a_stage_gives_identical_results(tmp_path):
+    cfg = load_config(overrides=TINY)
+    straight = Run(cfg, tmp_path / "a", progress=False).execute()
+    first = Run(cfg, tmp_path / "b", progress=False).execute(max_stages=1)
+    assert len(first) == 1
+    second = Run(cfg, tmp_path / "b", progress=False).execute(max_stages=1)
+    assert len(second) == 2
+    resumed = Run(cfg, tmp_path / "b", progress=False).execute()
+    assert _strip(resumed) == _strip(straight)
+    a = load_file(str(tmp_path / "a" / "checkpoints" / "stage-02.safetensors"))
+    b = load_file(str(tmp_path / "b" / "checkpoints" / "stage-02.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # a finished run is not redone
+    again = Run(cfg, tmp_path / "b", progress=False).execute()
+    assert _strip(again) == _strip(straight)
+
+
+def test_iterations_can_be_extended_but_other_changes_are_refused(tmp_path):
+    Run(load_config(overrides=TINY), tmp_path, progress=False).execute(max_stages=1)
+    more = load_config(overrides=[*TINY, "sfbd.iterations=3"])
+    assert len(Run(more, tmp_path, progress=False).execute(max_stages=1)) == 2
+    other = load_config(overrides=[*TINY, "sfbd.iterations=3", "data.sigma=0.2"])
+    with pytest.raises(SfbdError, match=r"different configuration \(differs in data.sigma\)"):
+        Run(other, tmp_path, progress=False).execute()
+    redone = Run(other, tmp_path, progress=False).execute(max_stages=1, force=True)
+    assert len(redone) == 1
+    assert json.loads((tmp_path / "metrics.json").read_text())["stages"] == redone
+
+
+def test_refuses_a_foreign_directory(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(SfbdError, match="not an sfbd run directory"):
+        Run(load_config(overrides=TINY), tmp_path, progress=False).execute()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_plans_and_training_sets():
+    cfg = load_config(overrides=[*TINY, "method=oracle"])
+    assert [(s.iteration, s.name, s.steps) for s in plan(cfg)] == [(0, "oracle", 70)]
+    run = Run(cfg, "/nonexistent", progress=False)
+    prob = load_problem(cfg)
+    stage = plan(cfg)[0]
+    assert len(run._training_set(stage, prob, None)) == len(prob.clean) + len(prob.noisy)
+    run.cfg = load_config(overrides=[*TINY, "method=noisy-only"])
+    assert np.array_equal(run._training_set(stage, prob, None), prob.noisy)
+    run.cfg = load_config(overrides=TINY)
+    denoised = np.zeros_like(prob.noisy)
+    assert len(run._training_set(stage, prob, denoised)) == len(prob.noisy) + len(prob.clean)

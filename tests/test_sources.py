@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+
+from sfbd.data.sources import builtin, load_array, to_data_scale
+from sfbd.errors import DataError
+
+
+def test_builtins_shapes_and_determinism():
+    for name in ("ring8", "checkerboard", "swissroll"):
+        a, b = builtin(name, 500), builtin(name, 500)
+        assert a.shape == (500, 2) and a.dtype == np.float32
+        assert np.array_equal(a, b)
+        assert np.abs(a).max() < 1.5
+
+
+def test_ring8_is_on_the_unit_circle_with_8_balanced_modes():
+    x = builtin("ring8", 8000)
+    r = np.linalg.norm(x, axis=1)
+    assert abs(np.median(r) - 1.0) < 0.02
+    mode = np.round(np.arctan2(x[:, 1], x[:, 0]) / (2 * np.pi / 8)) % 8
+    counts = np.bincount(mode.astype(int), minlength=8)
+    assert counts.min() > 850 and counts.max() < 1150
+
+
+def test_checkerboard_occupies_alternate_squares():
+    x = builtin("checkerboard", 4000)
+    cells = np.floor((x + 1) * 2).astype(int)  # 4x4 grid indices
+    assert ((cells[:, 0] + cells[:, 1]) % 2 == 0).all() or (
+        (cells[:, 0] + cells[:, 1]) % 2 == 1
+    ).all()
+    assert len({tuple(c) for c in cells}) == 8
+
+
+def test_digits_scaled():
+    x = builtin("digits", 0)
+    assert x.shape == (1797, 1, 8, 8)
+    assert x.min() == -1.0 and x.max() == 1.0
+
+
+def test_unknown_source():
+    with pytest.raises(DataError, match="unknown data source"):
+        builtin("mnist9", 10)
+
+
+def test_load_array_formats(tmp_path):
+    x = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float64)
+    np.save(tmp_path / "a.npy", x)
+    got, scale = load_array(tmp_path / "a.npy")
+    assert got.dtype == np.float32 and scale == "float" and np.allclose(got, x)
+    np.savez(tmp_path / "one.npz", anything=x)
+    assert np.allclose(load_array(tmp_path / "one.npz")[0], x)
+    np.savez(tmp_path / "named.npz", x=x, y=x[:2])
+    assert load_array(tmp_path / "named.npz")[0].shape == (5, 3)
+    np.savez(tmp_path / "two.npz", a=x, b=x)
+    with pytest.raises(DataError, match="name it 'x' or 'data'"):
+        load_array(tmp_path / "two.npz")
+
+
+def test_uint8_images_scaled_and_back(tmp_path):
+    img = np.array([0, 128, 255], dtype=np.uint8).reshape(3, 1, 1, 1)
+    np.save(tmp_path / "u.npy", img)
+    x, scale = load_array(tmp_path / "u.npy")
+    assert scale == "uint8"
+    assert np.allclose(x.ravel(), [-1.0, 128 / 127.5 - 1, 1.0], atol=1e-6)
+    assert np.array_equal(to_data_scale(x, scale), img)
+
+
+@pytest.mark.parametrize(
+    "arr, message",
+    [
+        (np.zeros((0, 2)), "empty"),
+        (np.zeros((4,)), "expected vectors"),
+        (np.zeros((2, 3, 4)), "expected vectors"),
+        (np.array([[0.0, np.nan], [1.0, 2.0]]), "NaN or infinite values in 1 samples"),
+        (np.array([["a", "b"]]), "expected numbers"),
+    ],
+)
+def test_load_array_rejects(tmp_path, arr, message):
+    np.save(tmp_path / "bad.npy", arr)
+    with pytest.raises(DataError, match=message):
+        load_array(tmp_path / "bad.npy")
+
+
+def test_load_array_missing_and_garbage(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        load_array(tmp_path / "nope.npy")
+    (tmp_path / "g.npy").write_text("not an array")
+    with pytest.raises(DataError, match="cannot read"):
+        load_array(tmp_path / "g.npy")
