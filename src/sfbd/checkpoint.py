@@ -37,7 +37,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def _state(module: nn.Module, prefix: str) -> dict[str, torch.Tensor]:
-    return {f"{prefix}.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    return {f"{prefix}.{k}": v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
 
 def save_checkpoint(

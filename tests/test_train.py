@@ -1,0 +1,108 @@
+import copy
+
+import torch
+
+from sfbd.nets import build_denoiser
+from sfbd.nets.gaussian import GaussianDenoiser
+from sfbd.train import TrainState, ema_update, make_optimizer, train_stage
+
+
+def _state(seed=0):
+    torch.manual_seed(seed)
+    model = build_denoiser("mlp", {"shape": [2], "hidden": 32, "layers": 1})
+    return TrainState(model, copy.deepcopy(model), make_optimizer(model, 1e-3))
+
+
+def test_training_lowers_the_loss_and_is_reproducible():
+    # two tight clusters: far from Gaussian, so the untrained (skip-only) denoiser is poor
+    g = torch.Generator().manual_seed(0)
+    data = torch.where(torch.rand(2000, 1, generator=g) < 0.5, 0.7, -0.7) * torch.ones(2000, 2)
+    data = data + 0.05 * torch.randn(2000, 2, generator=g)
+    kw = dict(batch_size=128, lr=2e-3, lr_warmup=10, ema_halflife=0.1, seed=3, progress=False)
+    s = _state()
+    first = train_stage(s, data, steps=20, **kw)
+    later = train_stage(s, data, steps=300, **kw)
+    assert later < 0.8 * first
+    assert s.step == 320
+    s2 = _state()
+    train_stage(s2, data, steps=20, **kw)
+    assert train_stage(s2, data, steps=300, **kw) == later
+    for a, b in zip(s.model.parameters(), s2.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_ema_update_formula():
+    a = torch.nn.Linear(2, 2)
+    b = copy.deepcopy(a)
+    with torch.no_grad():
+        for p in a.parameters():
+            p.add_(1.0)
+    before = [p.clone() for p in b.parameters()]
+    ema_update(b, a, 0.9)
+    for e, p, old in zip(b.parameters(), a.parameters(), before, strict=True):
+        assert torch.allclose(e, 0.9 * old + 0.1 * p)
+
+
+def test_ema_halflife_is_a_fraction_of_the_stage():
+    # with a constant target the EMA gap halves every halflife*steps steps: after the stage
+    # the initial gap has shrunk by 0.5 ** (1 / halflife)
+    s = _state()
+    with torch.no_grad():
+        for p in s.ema.parameters():
+            p.add_(1.0)
+    gap0 = [(e - p).clone() for e, p in zip(s.ema.parameters(), s.model.parameters(), strict=True)]
+    data = torch.zeros(10, 2)
+    train_stage(
+        s,
+        data,
+        steps=40,
+        batch_size=4,
+        lr=1e-12,
+        lr_warmup=0,
+        ema_halflife=0.25,
+        seed=0,
+        progress=False,
+    )
+    for e, p, g in zip(s.ema.parameters(), s.model.parameters(), gap0, strict=True):
+        assert torch.allclose(e - p, g * 0.5**4, atol=1e-5)
+
+
+def test_nonfinite_gradients_are_zeroed():
+    s = _state()
+    data = torch.zeros(8, 2)
+    data[:, 0] = float("nan")
+    before = [p.clone() for p in s.model.parameters()]
+    train_stage(
+        s,
+        data,
+        steps=5,
+        batch_size=8,
+        lr=1e-3,
+        lr_warmup=0,
+        ema_halflife=0.1,
+        seed=0,
+        progress=False,
+    )
+    for p, b in zip(s.model.parameters(), before, strict=True):
+        assert torch.isfinite(p).all()
+        assert torch.equal(p, b)  # every loss is NaN: all grads zeroed, so Adam never moves
+
+
+def test_gaussian_model_trains_by_refitting():
+    m = GaussianDenoiser((2,))
+    s = TrainState(m, GaussianDenoiser((2,)), make_optimizer(m, 1e-3))
+    assert s.optimizer is None
+    data = torch.randn(5000, 2, generator=torch.Generator().manual_seed(1)) * 0.2 + 1.0
+    out = train_stage(
+        s,
+        data,
+        steps=1,
+        batch_size=1,
+        lr=1.0,
+        lr_warmup=0,
+        ema_halflife=0.1,
+        seed=0,
+        progress=False,
+    )
+    assert out != out  # NaN: no loss for the analytic model
+    assert torch.allclose(s.ema.mean, torch.ones(2, dtype=torch.float64), atol=0.02)
