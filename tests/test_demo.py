@@ -19,4 +19,3 @@ def test_quick_demo_writes_its_outputs(tmp_path):
     assert [s["iteration"] for s in stages] == [0, 1, 2]
     assert all({"swd", "mmd"} <= set(s["metrics"]) for s in stages)
     assert all("denoise_psnr" in s["metrics"] for s in stages[1:])
-
