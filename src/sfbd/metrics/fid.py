@@ -1,0 +1,243 @@
+"""Fréchet Inception Distance (FID), computed as pytorch-fid / TTUR compute it.
+
+FID fits a Gaussian to the 2048-d Inception pool features of each image set and returns the
+Fréchet (2-Wasserstein) distance between the two Gaussians::
+
+    FID = ||mu_1 - mu_2||^2 + tr(S_1) + tr(S_2) - 2 tr( (S_1 S_2)^{1/2} ),
+
+with ``mu`` the feature mean and ``S`` the unbiased (``N - 1``) feature covariance. The matrix
+square root is ``scipy.linalg.sqrtm`` of ``S_1 S_2``; when it is not finite (near-singular
+covariances, e.g. fewer images than feature dimensions) ``eps * I`` is added to both
+covariances and the root recomputed; imaginary parts from round-off are dropped after checking
+that they are small. Reference statistics are ``.npz`` files with arrays ``mu`` ``(D,)`` and
+``sigma`` ``(D, D)``, the format of pytorch-fid and EDM reference files.
+
+The features come from :class:`sfbd.metrics.inception.FIDInceptionV3` (TF FID Inception with
+pytorch-fid's weights, see :func:`sfbd.metrics.inception.load_inception`). Images here are
+float arrays in ``[-1, 1]``; note that values comparable with published numbers also need the
+published protocol (usually 50k generated images, images quantised to 8 bits first).
+
+References
+----------
+* M. Heusel, H. Ramsauer, T. Unterthiner, B. Nessler, S. Hochreiter. "GANs Trained by a Two
+  Time-Scale Update Rule Converge to a Local Nash Equilibrium." NeurIPS 2017.
+* C. Szegedy, V. Vanhoucke, S. Ioffe, J. Shlens, Z. Wojna. "Rethinking the Inception
+  Architecture for Computer Vision." CVPR 2016.
+* D. C. Dowson, B. V. Landau. "The Fréchet distance between multivariate normal
+  distributions." J. Multivariate Analysis 12(3), 1982.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import scipy.linalg
+import torch
+from torch import nn
+
+from sfbd.errors import DataError
+
+__all__ = [
+    "extract_features",
+    "feature_stats",
+    "fid_from_images",
+    "frechet_distance",
+    "load_stats",
+    "save_stats",
+]
+
+#: Largest tolerated imaginary part on the diagonal of ``sqrtm(S_1 S_2)`` (as pytorch-fid).
+IMAG_TOL = 1e-3
+
+
+def _gaussian(mu: np.ndarray, sigma: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    m = np.atleast_1d(np.asarray(mu, dtype=np.float64))
+    s = np.atleast_2d(np.asarray(sigma, dtype=np.float64))
+    if m.ndim != 1:
+        raise ValueError(f"mu{name} must be a vector (D,), got shape {m.shape}")
+    if s.shape != (m.shape[0], m.shape[0]):
+        raise ValueError(f"sigma{name} must have shape {(m.shape[0],) * 2}, got {s.shape}")
+    if not (np.all(np.isfinite(m)) and np.all(np.isfinite(s))):
+        raise ValueError(f"mu{name} / sigma{name} contain non-finite values")
+    return m, s
+
+
+def frechet_distance(
+    mu1: np.ndarray,
+    sigma1: np.ndarray,
+    mu2: np.ndarray,
+    sigma2: np.ndarray,
+    *,
+    eps: float = 1e-6,
+) -> float:
+    """Fréchet distance between ``N(mu1, sigma1)`` and ``N(mu2, sigma2)``.
+
+    Args:
+        mu1, mu2: means, shape ``(D,)`` (a scalar is read as ``D = 1``).
+        sigma1, sigma2: covariances, shape ``(D, D)``, symmetric positive semi-definite.
+        eps: diagonal offset added to both covariances if ``sqrtm(sigma1 @ sigma2)`` is not
+            finite.
+
+    Returns:
+        ``||mu1 - mu2||^2 + tr(sigma1) + tr(sigma2) - 2 tr(sqrtm(sigma1 @ sigma2))`` as a
+        float (not clipped: round-off can make it slightly negative for equal inputs).
+
+    Raises:
+        ValueError: mismatched shapes, non-finite inputs, or an imaginary component larger than
+            ``1e-3`` on the diagonal of the square root (only the diagonal enters the trace).
+    """
+    m1, s1 = _gaussian(mu1, sigma1, "1")
+    m2, s2 = _gaussian(mu2, sigma2, "2")
+    if m1.shape != m2.shape:
+        raise ValueError(f"mu1 has shape {m1.shape} but mu2 has shape {m2.shape}")
+    diff = m1 - m2
+
+    with warnings.catch_warnings():
+        # Singular products are expected for N < D; non-finite results are handled below.
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        covmean = scipy.linalg.sqrtm(s1 @ s2)
+        if not np.all(np.isfinite(covmean)):
+            offset = np.eye(s1.shape[0]) * eps
+            covmean = scipy.linalg.sqrtm((s1 + offset) @ (s2 + offset))
+    if not np.all(np.isfinite(covmean)):
+        raise ValueError("sqrtm(sigma1 @ sigma2) is not finite even after adding eps * I")
+    if np.iscomplexobj(covmean):
+        imag = float(np.max(np.abs(np.diagonal(covmean).imag)))
+        if imag > IMAG_TOL:
+            raise ValueError(f"sqrtm(sigma1 @ sigma2) has an imaginary component {imag:.3g}")
+        covmean = covmean.real
+    value = diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * np.trace(covmean)
+    return float(value)
+
+
+def feature_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean ``(D,)`` and unbiased covariance ``(D, D)`` (float64) of features ``(N, D)``, N >= 2."""
+    f = np.asarray(features, dtype=np.float64)
+    if f.ndim != 2:
+        raise ValueError(f"features must have shape (N, D), got {f.shape}")
+    if f.shape[0] < 2:
+        raise ValueError(f"need at least 2 feature vectors for a covariance, got {f.shape[0]}")
+    if not np.all(np.isfinite(f)):
+        raise ValueError("features contain non-finite values")
+    mu = f.mean(axis=0)
+    sigma = np.atleast_2d(np.cov(f, rowvar=False))
+    return mu, sigma
+
+
+def extract_features(
+    model: nn.Module,
+    images: torch.Tensor | np.ndarray,
+    *,
+    batch_size: int = 250,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> np.ndarray:
+    """Inception pool features of images, batch by batch.
+
+    Args:
+        model: maps float images ``(B, 3, H, W)`` in ``[-1, 1]`` to ``(B, D)`` features (e.g.
+            :func:`sfbd.metrics.inception.load_inception`); an output ``(B, D, 1, 1)`` or a
+            one-element list of such is also accepted. It is moved to ``device`` and set to
+            eval mode.
+        images: ``(N, C, H, W)`` with ``C`` 1 (grayscale, repeated to 3 channels) or 3, float
+            values in ``[-1, 1]``; a torch tensor or NumPy array.
+        batch_size: images per forward pass.
+        device: where the forward passes run.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        float32 array ``(N, D)`` (``D = 2048`` for the FID Inception).
+    """
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise DataError(f"images must have shape (N, 1 or 3, H, W), got {tuple(images.shape)}")
+    n = int(images.shape[0])
+    if n == 0:
+        raise DataError("images is empty (0 images)")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    model = model.to(device).eval()
+    starts = range(0, n, batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="Inception features", unit="batch")
+    out: list[np.ndarray] = []
+    lo, hi = np.inf, -np.inf
+    with torch.inference_mode():
+        for start in starts:
+            batch = torch.as_tensor(images[start : start + batch_size])
+            x = batch.to(device=device, dtype=torch.float32)
+            if not torch.isfinite(x).all():
+                raise DataError(f"images {start}..{start + len(x) - 1} contain NaN or inf")
+            lo, hi = min(lo, float(x.min())), max(hi, float(x.max()))
+            if x.shape[1] == 1:
+                x = x.repeat(1, 3, 1, 1)
+            feats = model(x)
+            if isinstance(feats, (list, tuple)):
+                feats = feats[-1]
+            if feats.ndim == 4 and feats.shape[-2:] == (1, 1):
+                feats = feats[..., 0, 0]
+            if feats.ndim != 2 or feats.shape[0] != x.shape[0]:
+                raise ValueError(f"model returned shape {tuple(feats.shape)}, expected (B, D)")
+            out.append(feats.to(device="cpu", dtype=torch.float32).numpy())
+    if lo < -1.0 - 1e-3 or hi > 1.0 + 1e-3:
+        warnings.warn(
+            f"images range over [{lo:.3g}, {hi:.3g}]; FID expects values in [-1, 1]",
+            stacklevel=2,
+        )
+    return np.concatenate(out, axis=0)
+
+
+def save_stats(path: str | Path, mu: np.ndarray, sigma: np.ndarray) -> None:
+    """Write ``mu`` ``(D,)`` and ``sigma`` ``(D, D)`` to an ``.npz`` file at exactly ``path``."""
+    m, s = _gaussian(mu, sigma, "")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        np.savez(f, mu=m, sigma=s)
+
+
+def load_stats(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read ``(mu, sigma)`` (float64) from an ``.npz`` file with arrays ``mu`` and ``sigma``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"FID reference statistics not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "mu" not in data or "sigma" not in data:
+                raise DataError(f"{path} lacks arrays 'mu' and 'sigma' (has {sorted(data.files)})")
+            mu, sigma = data["mu"], data["sigma"]
+    except DataError:
+        raise
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot read FID statistics from {path}: {e}") from e
+    try:
+        return _gaussian(mu, sigma, "")
+    except ValueError as e:
+        raise DataError(f"{path}: {e}") from e
+
+
+def fid_from_images(
+    model: nn.Module,
+    images: torch.Tensor | np.ndarray,
+    ref: str | Path | tuple[np.ndarray, np.ndarray],
+    *,
+    batch_size: int = 250,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> float:
+    """FID between images ``(N, C, H, W)`` in ``[-1, 1]`` (N >= 2) and reference statistics.
+
+    Args:
+        model: feature network (see :func:`extract_features`).
+        images: the image set, e.g. generated samples.
+        ref: path of an ``.npz`` with ``mu`` / ``sigma`` (see :func:`load_stats`), or a tuple
+            ``(mu, sigma)``.
+        batch_size, device, progress: as in :func:`extract_features`.
+    """
+    mu_ref, sigma_ref = load_stats(ref) if isinstance(ref, (str, Path)) else ref
+    feats = extract_features(model, images, batch_size=batch_size, device=device, progress=progress)
+    mu, sigma = feature_stats(feats)
+    return frechet_distance(mu, sigma, mu_ref, sigma_ref)
