@@ -7,14 +7,14 @@ from sfbd.errors import DataError
 
 def test_builtins_shapes_and_determinism():
     for name in ("ring8", "checkerboard", "swissroll"):
-        a, b = builtin(name, 500), builtin(name, 500)
-        assert a.shape == (500, 2) and a.dtype == np.float32
+        (a, sa), (b, _) = builtin(name, 500), builtin(name, 500)
+        assert a.shape == (500, 2) and a.dtype == np.float32 and sa == "float"
         assert np.array_equal(a, b)
         assert np.abs(a).max() < 1.5
 
 
 def test_ring8_is_on_the_unit_circle_with_8_balanced_modes():
-    x = builtin("ring8", 8000)
+    x, _ = builtin("ring8", 8000)
     r = np.linalg.norm(x, axis=1)
     assert abs(np.median(r) - 1.0) < 0.02
     mode = np.round(np.arctan2(x[:, 1], x[:, 0]) / (2 * np.pi / 8)) % 8
@@ -23,7 +23,7 @@ def test_ring8_is_on_the_unit_circle_with_8_balanced_modes():
 
 
 def test_checkerboard_occupies_alternate_squares():
-    x = builtin("checkerboard", 4000)
+    x, _ = builtin("checkerboard", 4000)
     cells = np.floor((x + 1) * 2).astype(int)  # 4x4 grid indices
     assert ((cells[:, 0] + cells[:, 1]) % 2 == 0).all() or (
         (cells[:, 0] + cells[:, 1]) % 2 == 1
@@ -32,7 +32,7 @@ def test_checkerboard_occupies_alternate_squares():
 
 
 def test_digits_scaled():
-    x = builtin("digits", 0)
+    x, _ = builtin("digits", 0)
     assert x.shape == (1797, 1, 8, 8)
     assert x.min() == -1.0 and x.max() == 1.0
 
@@ -87,3 +87,25 @@ def test_load_array_missing_and_garbage(tmp_path):
     (tmp_path / "g.npy").write_text("not an array")
     with pytest.raises(DataError, match="cannot read"):
         load_array(tmp_path / "g.npy")
+
+
+def test_builtin_shapes_without_loading():
+    from sfbd.data.sources import builtin_shape
+
+    assert builtin_shape("cifar10") == (3, 32, 32)
+    assert builtin_shape("celeba", 32) == (3, 32, 32)
+    assert builtin_shape("ring8") == (2,) and builtin_shape("nope") is None
+
+
+def test_celeba_needs_root_and_folders_load(tmp_path):
+    from PIL import Image
+
+    with pytest.raises(DataError, match="needs data.root"):
+        builtin("celeba", 0)
+    for i in range(3):
+        Image.fromarray(np.full((4, 4, 3), 60 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    x, scale = load_array(tmp_path)
+    assert x.shape == (3, 3, 4, 4) and scale == "uint8"
+    assert np.allclose(x[1], 60 / 127.5 - 1)
+    with pytest.raises(DataError, match="would quantize the noise"):
+        load_array(tmp_path, "data.noisy", images_ok=False)

@@ -19,36 +19,44 @@ from typing import Any
 import yaml
 
 from sfbd.errors import ConfigError
-from sfbd.nets import MODEL_KINDS as _KINDS
-
-MODEL_KINDS = ("auto", *_KINDS)
 
 METHODS = ("sfbd", "clean-only", "noisy-only", "oracle")
 SAMPLERS = ("heun", "sde")
+# model.kind values; ddpmpp/ncsnpp are EDM's SongUNet presets, adm the Dhariwal-Nichol U-Net
+MODEL_KINDS = ("auto", "mlp", "unet", "ddpmpp", "ncsnpp", "adm", "gaussian")
+AUGMENTED_KINDS = ("ddpmpp", "ncsnpp", "adm")  # networks that take augmentation labels
 
 
 @dataclass
 class DataConfig:
-    source: str | None = None  # builtin name (ring8, checkerboard, swissroll, digits) or .npy/.npz
+    source: str | None = (
+        None  # builtin (ring8 checkerboard swissroll digits cifar10 celeba) or path
+    )
     sigma: float = 0.35  # noise level tau: std of the additive Gaussian noise, in the data's scale
     clean_fraction: float = 0.02  # benchmark mode: fraction of the training part kept clean
     noise_seed: int = 0  # benchmark mode: seed of the split and of the fixed per-sample noise
     num_samples: int = 20000  # size of a generated builtin 2-D set (before the hold-out)
     holdout: float = 0.1  # benchmark mode: fraction held out as reference (unless eval.reference)
     noisy: str | None = None  # user mode: .npy/.npz of noisy samples at level sigma
-    clean: str | None = None  # user mode: .npy/.npz of clean samples
+    clean: str | None = None  # user mode: clean samples (.npy/.npz, image folder or .zip)
+    root: str | None = None  # cifar10: tarball or folder (default: cache, download); celeba: folder
+    image_size: int = 64  # celeba: side of the center-cropped, resized images
 
 
 @dataclass
 class ModelConfig:
-    kind: str = "auto"  # auto (mlp for vectors, unet for images) | mlp | unet | gaussian
+    kind: str = "auto"  # auto (mlp for vectors, unet for images) | mlp | unet | ddpmpp | ncsnpp
+    #                     | adm | gaussian
     hidden: int = 256  # mlp: width
     layers: int = 3  # mlp: residual blocks
-    channels: int = 32  # unet: base channels
-    channel_mult: list[int] = field(default_factory=lambda: [1, 2])  # unet: per level
-    blocks_per_level: int = 2  # unet: residual blocks per level
-    dropout: float = 0.0  # unet: dropout probability
+    channels: int = 32  # image nets: base channels (EDM's model_channels)
+    channel_mult: list[int] = field(default_factory=lambda: [1, 2])  # image nets: per level
+    blocks_per_level: int = 2  # image nets: residual blocks per level (EDM's num_blocks)
+    dropout: float = 0.0  # image nets: dropout probability
     attention: bool = False  # unet: self-attention at the lowest resolution
+    attn_resolutions: list[int] = field(default_factory=lambda: [16])  # ddpmpp/ncsnpp/adm
+    channel_mult_noise: int | None = None  # ddpmpp/ncsnpp: noise embedding mult (None: preset)
+    resample_filter: list[int] | None = None  # ddpmpp/ncsnpp: FIR filter (None: preset)
 
 
 @dataclass
@@ -59,6 +67,8 @@ class TrainConfig:
     lr: float = 1e-3  # Adam learning rate
     lr_warmup: int = 200  # linear learning-rate warm-up at the start of pretraining, in steps
     ema_halflife: float = 0.1  # EMA half-life as a fraction of each stage's steps
+    augment: float = 0.0  # non-leaky augmentation probability p (ddpmpp/ncsnpp/adm; EDM: 0.12)
+    log_every: int = 100  # steps between training-loss records in log.jsonl
 
 
 @dataclass
@@ -80,6 +90,10 @@ class EvalConfig:
     )
     num_samples: int = 5000  # generated samples per stage for the metrics
     swd_projections: int = 256  # random directions of the sliced Wasserstein distance
+    fid: bool = False  # images: FID per stage (Inception-v3 weights: cache or download)
+    fid_samples: int = 50000  # generated images per FID
+    fid_stats: str | None = None  # .npz (mu, sigma) of the FID reference; default: computed
+    inception: str | None = None  # path of the FID Inception weights (default: cache/download)
 
 
 @dataclass
@@ -269,6 +283,18 @@ def validate(cfg: Config) -> None:
         "model.channel_mult must be a non-empty list of positive integers",
     )
     _check(0 <= cfg.model.dropout < 1, "model.dropout must be in [0, 1)")
+    _check(
+        0 <= cfg.train.augment < 1,
+        f"train.augment must be a probability in [0, 1), got {cfg.train.augment}",
+    )
+    _check(
+        cfg.train.augment == 0 or cfg.model.kind in AUGMENTED_KINDS,
+        f"train.augment needs a network that takes augmentation labels "
+        f"(model.kind {' / '.join(AUGMENTED_KINDS)}); got model.kind={cfg.model.kind}",
+    )
+    _check(cfg.train.log_every >= 1, "train.log_every must be >= 1")
+    _check(cfg.data.image_size >= 1, "data.image_size must be >= 1")
+    _check(cfg.eval.fid_samples >= 2, "eval.fid_samples must be >= 2")
     t = cfg.train
     _check(t.pretrain_steps >= 1, "train.pretrain_steps must be >= 1")
     _check(t.update_steps >= 1, "train.update_steps must be >= 1")

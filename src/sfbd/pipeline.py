@@ -24,18 +24,19 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from torch import nn
 
 from sfbd import report
+from sfbd.augment import Augment
 from sfbd.checkpoint import atomic_write_bytes, atomic_write_text, load_checkpoint, save_checkpoint
 from sfbd.config import Config, dump_yaml, to_dict
 from sfbd.data import Problem, load_problem
 from sfbd.diffusion.batched import denoise_all, generate
 from sfbd.diffusion.schedule import edm_sigmas
 from sfbd.errors import ConfigError, SfbdError
-from sfbd.metrics import data_range_of, mmd_rbf, psnr, sliced_wasserstein
-from sfbd.nets import NETWORKS, build_denoiser
+from sfbd.evaluate import FID, check_fid, distances
+from sfbd.models import build_model, parameter_count
 from sfbd.rng import stream_id
+from sfbd.runlog import RunLog
 from sfbd.train import TrainState, make_optimizer, train_stage
 
 OUTPUTS = (
@@ -46,6 +47,9 @@ OUTPUTS = (
     "checkpoints",
     "denoised",
     "samples",
+    "log.jsonl",
+    "tensorboard",
+    "fid_ref.npz",
 )
 SAVED_SAMPLES = 1000  # generated samples kept per stage in samples/stage-KK.npy
 
@@ -73,56 +77,6 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} requested but CUDA is not available; use device=cpu")
     return torch.device(name)
-
-
-def model_config(cfg: Config, shape: tuple[int, ...]) -> tuple[str, dict]:
-    """(kind, constructor keywords) of the denoiser for samples of ``shape``."""
-    m = cfg.model
-    kind = m.kind if m.kind != "auto" else ("mlp" if len(shape) == 1 else "unet")
-    if kind == "mlp" and len(shape) != 1:
-        raise ConfigError(f"model.kind=mlp needs vectors (N, D); samples have shape {shape}")
-    if kind == "unet" and len(shape) != 3:
-        raise ConfigError(f"model.kind=unet needs images (N, C, H, W); samples have shape {shape}")
-    if kind == "mlp":
-        return kind, {"shape": list(shape), "hidden": m.hidden, "layers": m.layers}
-    if kind == "unet":
-        return kind, {
-            "shape": list(shape),
-            "channels": m.channels,
-            "channel_mult": list(m.channel_mult),
-            "blocks_per_level": m.blocks_per_level,
-            "dropout": m.dropout,
-            "attention": m.attention,
-        }
-    return kind, {"shape": list(shape)}
-
-
-def build_model(cfg: Config, shape: tuple[int, ...]) -> nn.Module:
-    """A freshly initialised denoiser; initial weights depend only on ``cfg.seed``."""
-    kind, kwargs = model_config(cfg, shape)
-    assert kind in (*NETWORKS, "gaussian")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        try:
-            return build_denoiser(kind, kwargs)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-
-
-def evaluate(
-    prob: Problem, samples: np.ndarray, denoised: np.ndarray | None, cfg: Config
-) -> dict[str, float]:
-    """swd and mmd of generated samples against the reference; denoise_psnr of E_k."""
-    out: dict[str, float] = {}
-    if prob.reference is not None:
-        out["swd"] = sliced_wasserstein(
-            samples, prob.reference, projections=cfg.eval.swd_projections, seed=0
-        )
-        out["mmd"] = mmd_rbf(samples, prob.reference, seed=0)
-    if denoised is not None and prob.noisy_truth is not None:
-        rng = 2.0 if prob.is_image else data_range_of(prob.noisy_truth)
-        out["denoise_psnr"] = psnr(denoised, prob.noisy_truth, data_range=rng)
-    return out
 
 
 class Run:
@@ -182,6 +136,8 @@ class Run:
         """Run (or resume) the remaining stages; at most ``max_stages`` of them this call."""
         self._check_directory(force)
         prob = load_problem(self.cfg)  # before anything is written: bad input leaves no trace
+        check_fid(self.cfg, prob)
+        parameter_count(self.cfg, prob.shape)  # a network that cannot be built fails here
         self._log(f"{self.cfg.method}: {prob.summary()}; device {self.device}")
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.out / "config.yaml", dump_yaml(self.cfg))
@@ -189,23 +145,32 @@ class Run:
         if len(done) >= len(self.stages):
             self._log(f"all {len(self.stages)} stages already finished in {self.out}")
             return done
+        self.runlog = RunLog(self.out)
+        self.fid = FID(self.cfg, prob, self.out, self.device) if self.cfg.eval.fid else None
         state = self._initial_state(prob, len(done))
-        for ran, stage in enumerate(self.stages[len(done) :]):
-            if max_stages is not None and ran >= max_stages:
-                self._log(f"stopped after {len(done)} stage(s); rerun the command to continue")
-                break
-            done.append(self._run_stage(stage, state, prob))
-            self._write_metrics(done)
-            self._plots(prob, done)
-            m = ", ".join(f"{k} {v:.4g}" for k, v in done[-1]["metrics"].items())
-            secs = done[-1]["seconds"]
-            self._log(f"stage {stage.iteration} ({stage.name}) done in {secs:.1f}s: {m}")
+        try:
+            for ran, stage in enumerate(self.stages[len(done) :]):
+                if max_stages is not None and ran >= max_stages:
+                    self._log(f"stopped after {len(done)} stage(s); rerun to continue")
+                    break
+                done.append(self._run_stage(stage, state, prob))
+                self._write_metrics(done)
+                self._plots(prob, done)
+                entry = done[-1]
+                self.runlog.event("stage", **entry)
+                for k, v in entry["metrics"].items():
+                    self.runlog.scalar(f"metrics/{k}", v, stage.iteration)
+                m = ", ".join(f"{k} {v:.4g}" for k, v in entry["metrics"].items())
+                secs = entry["seconds"]
+                self._log(f"stage {stage.iteration} ({stage.name}) done in {secs:.1f}s: {m}")
+        finally:
+            self.runlog.close()
         return done
 
     def _initial_state(self, prob: Problem, n_done: int) -> TrainState:
         if n_done == 0:
-            model = build_model(self.cfg, prob.shape).to(self.device)
-            ema = build_model(self.cfg, prob.shape).to(self.device).eval()
+            model = build_model(self.cfg, prob.shape, self.device)
+            ema = build_model(self.cfg, prob.shape, self.device).eval()
             ema.load_state_dict(model.state_dict())
             return TrainState(model, ema, make_optimizer(model, self.cfg.train.lr))
         stem = self.checkpoint_stem(self.stages[n_done - 1].iteration)
@@ -245,6 +210,9 @@ class Run:
             seed=stream_id("train", cfg.seed, k),
             desc=f"stage {k} {stage.name}: train",
             progress=self.progress,
+            augment=Augment(cfg.train.augment) if cfg.train.augment > 0 else None,
+            log=lambda step, loss: self.runlog.scalar("train/loss", loss, step),
+            log_every=cfg.train.log_every,
         )
         meta = {
             "iteration": k,
@@ -269,7 +237,9 @@ class Run:
         saved = self.out / "samples" / f"stage-{k:02d}.npy"
         saved.parent.mkdir(parents=True, exist_ok=True)
         np.save(saved, samples[:SAVED_SAMPLES])
-        metrics = evaluate(prob, samples, denoised, cfg)
+        metrics = distances(prob, samples, denoised, cfg)
+        if self.fid is not None:
+            metrics["fid"] = self.fid(state.ema, prob.shape, self.grid, stream_id("fid", cfg.seed))
         if loss == loss:  # not NaN (the analytic model has no loss)
             metrics["train_loss"] = loss
         self._stage_picture(k, stage, prob, samples, denoised)
@@ -312,10 +282,21 @@ class Run:
         if denoised is not None:
             panels.append((f"denoised E_{k}", denoised))
         path = self.out / "samples" / f"stage-{k:02d}.png"
-        if prob.is_image:
-            report.image_panels_png(path, [(t, a[:64]) for t, a in panels])
-        else:
+        if not prob.is_image:
             report.scatter_panels_png(path, panels, reference=prob.reference)
+            return
+        report.image_panels_png(path, [(t, a[:64]) for t, a in panels])
+        self.runlog.image("samples/generated", report.image_grid(samples[:64]), k)
+        if denoised is not None and prob.noisy_truth is not None:
+            # the same noisy indices as clean original, noisy input and E_k (paper's figure)
+            idx = slice(0, 16)
+            triplets = [
+                ("clean", prob.noisy_truth[idx]),
+                (f"noisy (sigma {prob.sigma:g})", prob.noisy[idx]),
+                (f"denoised E_{k}", denoised[idx]),
+            ]
+            report.image_panels_png(self.out / "samples" / f"triplets-{k:02d}.png", triplets)
+            self.runlog.image("samples/denoised", report.image_grid(denoised[idx]), k)
 
     def _plots(self, prob: Problem, done: list[dict]) -> None:
         report.metrics_png(self.out / "metrics.png", done, label=self.cfg.method)

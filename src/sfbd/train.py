@@ -9,6 +9,7 @@ The analytic Gaussian denoiser "trains" by refitting its moments.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -59,9 +60,16 @@ def train_stage(
     seed: int,
     desc: str = "train",
     progress: bool = True,
+    augment: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None,
+    log: Callable[[int, float], None] | None = None,
+    log_every: int = 100,
 ) -> float:
     """Train ``state`` in place on ``data`` (N, *) for ``steps`` steps; returns the mean loss
-    of the last 10% of steps (NaN for the analytic model, which is refitted instead)."""
+    of the last 10% of steps (NaN for the analytic model, which is refitted instead).
+
+    ``augment`` (non-leaky augmentation, (x, generator) -> (x', labels)) is applied to every
+    batch; ``log(step, mean loss)`` is called every ``log_every`` steps.
+    """
     if isinstance(state.model, GaussianDenoiser):
         state.model.fit(data)
         state.ema.load_state_dict(state.model.state_dict())
@@ -69,11 +77,12 @@ def train_stage(
     assert state.optimizer is not None
     device = data.device
     gen = torch.Generator(device=device).manual_seed(seed)
-    loss_fn = EDMLoss()
+    loss_fn = EDMLoss(augment=augment)
     beta = 0.5 ** (1.0 / max(1.0, ema_halflife * steps))
     state.model.train()
     tail = max(1, steps // 10)
     tail_sum = torch.zeros((), device=device)
+    window = torch.zeros((), device=device)
     bar = tqdm(total=steps, desc=desc, disable=not progress, dynamic_ncols=True, leave=False)
     for i in range(steps):
         for g in state.optimizer.param_groups:
@@ -90,6 +99,10 @@ def train_stage(
         state.step += 1
         if i >= steps - tail:
             tail_sum += loss.detach()
+        window += loss.detach()
+        if log is not None and (i + 1) % log_every == 0:
+            log(state.step, float(window) / log_every)
+            window.zero_()
         if progress and (i % 50 == 0 or i == steps - 1):
             bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         bar.update(1)

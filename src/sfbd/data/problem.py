@@ -98,7 +98,7 @@ def load_problem(cfg: Config) -> Problem:
         reference, _ = load_array(cfg.eval.reference, "eval.reference")
     if d.source is not None:
         if d.source in BUILTINS:
-            src = builtin(d.source, d.num_samples)
+            src, scale = builtin(d.source, d.num_samples, root=d.root, image_size=d.image_size)
         else:
             src, scale = load_array(d.source, "data.source")
         prob = split_benchmark(src, cfg, reference is not None)
@@ -106,7 +106,7 @@ def load_problem(cfg: Config) -> Problem:
     else:
         noisy = clean = None
         if d.noisy is not None:
-            noisy, scale = load_array(d.noisy, "data.noisy")
+            noisy, scale = load_array(d.noisy, "data.noisy", images_ok=False)
         if d.clean is not None:
             clean, clean_scale = load_array(d.clean, "data.clean")
             scale = scale if noisy is not None else clean_scale

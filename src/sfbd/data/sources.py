@@ -1,4 +1,4 @@
-"""Clean data sources: builtin 2-D sets, scikit-learn's digits, and array files.
+"""Clean data sources: builtin 2-D sets, digits, CIFAR-10, CelebA, arrays and image folders.
 
 Vectors are (N, D) float32; images are (N, C, H, W) float32 in [-1, 1]. Arrays stored as uint8
 are read as images in [0, 255] and mapped to [-1, 1] (noise levels then refer to that scale).
@@ -13,7 +13,7 @@ import numpy as np
 from sfbd.errors import DataError
 
 BUILTIN_2D = ("ring8", "checkerboard", "swissroll")
-BUILTINS = (*BUILTIN_2D, "digits")
+BUILTINS = (*BUILTIN_2D, "digits", "cifar10", "celeba")
 
 
 def ring8(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -48,24 +48,62 @@ def digits() -> np.ndarray:
     return (images / 8.0 - 1.0)[:, None]
 
 
-def builtin(name: str, n: int) -> np.ndarray:
-    """A builtin clean dataset; the 2-D sets have ``n`` samples from a fixed seed."""
+def builtin_shape(name: str, image_size: int = 64) -> tuple[int, ...] | None:
+    """Per-sample shape of a builtin source without loading it (None for unknown names)."""
+    shapes = {"digits": (1, 8, 8), "cifar10": (3, 32, 32), "celeba": (3, image_size, image_size)}
+    return (2,) if name in BUILTIN_2D else shapes.get(name)
+
+
+def builtin(
+    name: str, n: int, *, root: str | None = None, image_size: int = 64
+) -> tuple[np.ndarray, str]:
+    """A builtin clean dataset and its scale ('float' or 'uint8').
+
+    The 2-D sets have ``n`` samples from a fixed seed. ``cifar10`` is the 50,000 training
+    images (``root``: the official tarball or its folder; default: the cache, downloaded once).
+    ``celeba`` needs ``root``: the folder of aligned CelebA images, center-cropped to 140x140
+    and resized to ``image_size``.
+    """
+    from sfbd.data import images
+
     if name == "digits":
-        return digits()
+        return digits(), "float"
+    if name == "cifar10":
+        return images.to_model_space(images.load_cifar10(root)), "uint8"
+    if name == "celeba":
+        if root is None:
+            raise DataError(
+                "data.source=celeba needs data.root: the folder of aligned CelebA images "
+                "(img_align_celeba), which must be downloaded by hand from the CelebA site"
+            )
+        return images.to_model_space(images.load_celeba(root, size=image_size)), "uint8"
     gen = {"ring8": ring8, "checkerboard": checkerboard, "swissroll": swissroll}.get(name)
     if gen is None:
         raise DataError(f"unknown data source {name!r}: use one of {', '.join(BUILTINS)} or a path")
     rng = np.random.default_rng([BUILTINS.index(name), 20250205])
-    return gen(n, rng).astype(np.float32)
+    return gen(n, rng).astype(np.float32), "float"
 
 
-def load_array(path: str | Path, what: str = "data") -> tuple[np.ndarray, str]:
-    """Read a .npy/.npz array as float32 vectors (N, D) or images (N, C, H, W).
+def load_array(
+    path: str | Path, what: str = "data", *, images_ok: bool = True
+) -> tuple[np.ndarray, str]:
+    """Read samples as float32 vectors (N, D) or images (N, C, H, W), and their scale.
 
-    Returns the array and its scale: 'uint8' (read as [0, 255], mapped to [-1, 1]) or 'float'.
-    An .npz must hold one array, or one named 'x' or 'data'.
+    ``path`` is a .npy/.npz array, or (when ``images_ok``) a folder or .zip of PNG/JPEG
+    images. Returns the array and its scale: 'uint8' (8-bit images and uint8 arrays, read as
+    [0, 255] and mapped to [-1, 1]) or 'float'. An .npz must hold one array, or one named
+    'x' or 'data'.
     """
     p = Path(path)
+    if p.is_dir() or p.suffix.lower() == ".zip":
+        if not images_ok:
+            raise DataError(
+                f"{what} {str(p)!r} is an image folder/zip; noisy data must be a float "
+                ".npy/.npz (8-bit images would quantize the noise)"
+            )
+        from sfbd.data import images
+
+        return images.to_model_space(images.load_image_folder(p)), "uint8"
     if not p.is_file():
         raise DataError(f"{what} file {str(p)!r} not found")
     try:

@@ -8,6 +8,8 @@ network unit-variance at every noise level.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from sfbd.diffusion.precond import SIGMA_DATA, Denoiser
@@ -22,11 +24,16 @@ class EDMLoss:
     """
 
     def __init__(
-        self, p_mean: float = -1.2, p_std: float = 1.2, sigma_data: float = SIGMA_DATA
+        self,
+        p_mean: float = -1.2,
+        p_std: float = 1.2,
+        sigma_data: float = SIGMA_DATA,
+        augment: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> None:
         self.p_mean = p_mean
         self.p_std = p_std
         self.sigma_data = sigma_data
+        self.augment = augment  # non-leaky augmentation: (x, generator) -> (x', labels)
 
     def weight(self, sigma: torch.Tensor) -> torch.Tensor:
         """lambda(sigma) = (sigma^2 + sd^2) / (sigma sd)^2."""
@@ -41,7 +48,10 @@ class EDMLoss:
         sigma: torch.Tensor | None = None,
         noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Per-sample losses (B,) for clean data x (B, *); sigma/noise may be given for tests."""
+        """Per-sample losses (B,) for clean data x (B, *); sigma/noise may be given for tests.
+
+        With ``augment`` set, x is augmented before the noise is added.
+        """
         b = x.shape[0]
         if sigma is None:
             z = torch.randn(b, generator=generator, device=x.device, dtype=x.dtype)
@@ -49,7 +59,12 @@ class EDMLoss:
         if noise is None:
             noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         view = (-1,) + (1,) * (x.ndim - 1)
-        denoised = denoiser(x + sigma.view(view) * noise, sigma)
+        if self.augment is not None:
+            # the clean target is the augmented image; the network is told the augmentation
+            x, labels = self.augment(x, generator)
+            denoised = denoiser(x + sigma.view(view) * noise, sigma, aug_labels=labels)
+        else:
+            denoised = denoiser(x + sigma.view(view) * noise, sigma)
         # Mean over elements rather than sum keeps the learning rate meaningful across data sizes.
         sq = ((denoised - x) ** 2).reshape(b, -1).mean(dim=1)
         return self.weight(sigma) * sq

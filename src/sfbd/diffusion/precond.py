@@ -46,10 +46,16 @@ class EDMDenoiser(nn.Module):
         self.net = net
         self.sigma_data = float(sigma_data)
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, sigma: torch.Tensor, aug_labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """D(x, sigma); ``aug_labels`` (B, augment_dim) tell the network which augmentation
+        the training input went through (non-leaky augmentation; None at sampling time)."""
         sigma = sigma.to(x.dtype).reshape(-1)
         c_skip, c_out, c_in, c_noise = precond_coefficients(sigma, self.sigma_data)
         view = (-1,) + (1,) * (x.ndim - 1)
         pdtype = next(self.net.parameters()).dtype
-        f = self.net((c_in.view(view) * x).to(pdtype), c_noise.to(pdtype))
+        if aug_labels is not None:
+            aug_labels = aug_labels.to(pdtype)
+        f = self.net((c_in.view(view) * x).to(pdtype), c_noise.to(pdtype), aug_labels)
         return c_skip.view(view) * x + c_out.view(view) * f.to(x.dtype)

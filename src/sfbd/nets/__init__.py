@@ -10,18 +10,26 @@ from __future__ import annotations
 from torch import nn
 
 from sfbd.diffusion.precond import EDMDenoiser
+from sfbd.nets.adm import ADMUNet
 from sfbd.nets.gaussian import GaussianDenoiser
 from sfbd.nets.mlp import MLP
+from sfbd.nets.songunet import SongUNet
 from sfbd.nets.unet import UNet
 
-NETWORKS: dict[str, type[nn.Module]] = {"mlp": MLP, "unet": UNet}
+NETWORKS: dict[str, type[nn.Module]] = {
+    "mlp": MLP,
+    "unet": UNet,
+    "songunet": SongUNet,
+    "adm": ADMUNet,
+}
 MODEL_KINDS = (*NETWORKS, "gaussian")
 
 
 def build_denoiser(kind: str, config: dict) -> nn.Module:
     """A denoiser D(x, sigma) of the given kind from its constructor keywords.
 
-    ``kind`` is 'mlp', 'unet' (raw networks, wrapped in EDM preconditioning) or 'gaussian'.
+    ``kind`` is a key of :data:`NETWORKS` (raw networks, wrapped in EDM preconditioning) or
+    'gaussian' (the analytic denoiser).
     ``config`` must hold ``shape`` (the per-sample shape) plus the kind's own keywords.
     """
     if kind == "gaussian":
@@ -42,4 +50,14 @@ def denoiser_spec(denoiser: nn.Module) -> dict:
     raise ValueError(f"network {type(denoiser.net).__name__} is not registered in NETWORKS")
 
 
-__all__ = ["MLP", "MODEL_KINDS", "NETWORKS", "GaussianDenoiser", "UNet", "build_denoiser"]
+__all__ = [
+    "MLP",
+    "MODEL_KINDS",
+    "NETWORKS",
+    "ADMUNet",
+    "GaussianDenoiser",
+    "SongUNet",
+    "UNet",
+    "build_denoiser",
+    "denoiser_spec",
+]

@@ -1,0 +1,109 @@
+"""Per-stage evaluation: distances of generated samples to held-out data, and FID.
+
+* ``swd`` and ``mmd`` compare generated samples with the reference set (flattened);
+* ``denoise_psnr`` scores E_k against the clean originals (benchmark mode);
+* ``fid`` (images, ``eval.fid``) compares Inception-v3 pool features of ``eval.fid_samples``
+  generated images with reference statistics: ``eval.fid_stats`` if given, else computed once
+  from the reference images (the hold-out, or the whole clean source when nothing is held out,
+  as FID on CIFAR-10 is conventionally computed against the 50,000 training images) and cached
+  in the run directory as ``fid_ref.npz``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sfbd.config import Config
+from sfbd.data import Problem
+from sfbd.diffusion.precond import Denoiser
+from sfbd.diffusion.sample import sample_from_noise
+from sfbd.errors import ConfigError, DataError
+from sfbd.metrics import data_range_of, mmd_rbf, psnr, sliced_wasserstein
+from sfbd.metrics.fid import (
+    extract_features,
+    feature_stats,
+    frechet_distance,
+    load_stats,
+    save_stats,
+)
+
+
+def distances(
+    prob: Problem, samples: np.ndarray, denoised: np.ndarray | None, cfg: Config
+) -> dict[str, float]:
+    """swd and mmd of generated samples against the reference; denoise_psnr of E_k."""
+    out: dict[str, float] = {}
+    if prob.reference is not None:
+        out["swd"] = sliced_wasserstein(
+            samples, prob.reference, projections=cfg.eval.swd_projections, seed=0
+        )
+        out["mmd"] = mmd_rbf(samples, prob.reference, seed=0)
+    if denoised is not None and prob.noisy_truth is not None:
+        rng = 2.0 if prob.is_image else data_range_of(prob.noisy_truth)
+        out["denoise_psnr"] = psnr(denoised, prob.noisy_truth, data_range=rng)
+    return out
+
+
+def fid_reference_images(prob: Problem) -> np.ndarray | None:
+    """The images FID compares against when no statistics file is given."""
+    if prob.reference is not None:
+        return prob.reference
+    if prob.noisy_truth is not None:
+        return np.concatenate([prob.clean, prob.noisy_truth])
+    return None
+
+
+def check_fid(cfg: Config, prob: Problem) -> None:
+    """Refuse an FID request that cannot be met, before anything runs."""
+    if not cfg.eval.fid:
+        return
+    if not prob.is_image:
+        raise ConfigError("eval.fid needs images (N, C, H, W); these samples are vectors")
+    if prob.shape[0] not in (1, 3):
+        raise ConfigError(f"eval.fid needs 1 or 3 channels, got {prob.shape[0]}")
+    if cfg.eval.fid_stats is None and fid_reference_images(prob) is None:
+        raise DataError(
+            "eval.fid in user mode needs eval.reference (clean images) or eval.fid_stats "
+            "(an .npz with mu and sigma)"
+        )
+
+
+class FID:
+    """FID of a denoiser's generated images against fixed reference statistics."""
+
+    def __init__(self, cfg: Config, prob: Problem, out: Path, device: torch.device) -> None:
+        from sfbd.metrics.inception import load_inception
+
+        self.cfg, self.device = cfg, device
+        self.model = load_inception(cfg.eval.inception).to(device)
+        self.ref = self._reference(prob, out)
+
+    def _reference(self, prob: Problem, out: Path) -> tuple[np.ndarray, np.ndarray]:
+        if self.cfg.eval.fid_stats is not None:
+            return load_stats(self.cfg.eval.fid_stats)
+        cached = out / "fid_ref.npz"
+        if cached.is_file():
+            return load_stats(cached)
+        images = fid_reference_images(prob)
+        assert images is not None  # check_fid ran first
+        feats = extract_features(self.model, images, device=self.device)
+        mu, sigma = feature_stats(feats)
+        save_stats(cached, mu, sigma)
+        return mu, sigma
+
+    @torch.no_grad()
+    def __call__(
+        self, denoiser: Denoiser, shape: tuple[int, ...], grid: torch.Tensor, stream: int
+    ) -> float:
+        """Generate ``eval.fid_samples`` images in batches and return their FID."""
+        n, bs = self.cfg.eval.fid_samples, self.cfg.sample.batch_size
+        feats = []
+        for start in range(0, n, bs):
+            keys = torch.arange(start, min(n, start + bs), device=self.device)
+            x = sample_from_noise(denoiser, keys, shape, grid, stream=stream)
+            feats.append(extract_features(self.model, x.clamp(-1, 1), device=self.device))
+        mu, sigma = feature_stats(np.concatenate(feats))
+        return frechet_distance(mu, sigma, *self.ref)
