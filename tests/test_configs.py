@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -16,7 +17,8 @@ from sfbd.pipeline import Run
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 TEMPLATE = ROOT / "configs" / "user-files.yaml"
-PRESETS = [p for p in CONFIGS if p != TEMPLATE]
+PAPER = [ROOT / "configs" / n for n in ("cifar10-4pct.yaml", "cifar10-10pct.yaml", "celeba64.yaml")]
+PRESETS = [p for p in CONFIGS if p != TEMPLATE and p not in PAPER]  # CPU presets
 
 
 def _default(key: str) -> object:
@@ -81,3 +83,36 @@ def test_readme_lists_every_config_key_with_its_default():
     assert sorted(set(table) - set(keys)) == [], "README table lists keys that do not exist"
     for key in keys:
         assert yaml.safe_load(table[key]) == _default(key), f"README default of {key}"
+
+
+def test_paper_presets_dry_run(capsys):
+    from sfbd.cli import main
+
+    results = {}
+    for path in PAPER:
+        assert main(["run", str(path), "--out", "unused", "--dry-run"]) == 0
+        results[path.name] = json.loads(capsys.readouterr().out)
+    cifar = results["cifar10-4pct.yaml"]
+    assert cifar["model"]["parameters"] == 55_733_891  # EDM's DDPM++ CIFAR-10 network
+    assert cifar["data_shape"] == [3, 32, 32]
+    c = cifar["config"]
+    assert (c["train"]["batch_size"], c["train"]["lr"], c["model"]["dropout"]) == (512, 1e-3, 0.13)
+    assert (c["sample"]["steps"], c["train"]["augment"], c["data"]["sigma"]) == (18, 0.12, 0.5853)
+    assert results["cifar10-10pct.yaml"]["config"]["data"]["clean_fraction"] == 0.1
+    celeba = results["celeba64.yaml"]
+    cc = celeba["config"]
+    assert celeba["data_shape"] == [3, 64, 64]
+    assert celeba["model"]["config"]["embedding_type"] == "fourier"
+    assert celeba["model"]["config"]["resample_filter"] == [1, 3, 3, 1]
+    assert celeba["model"]["config"]["channel_mult_noise"] == 2
+    assert (cc["train"]["batch_size"], cc["train"]["lr"], cc["model"]["dropout"]) == (
+        256,
+        2e-4,
+        0.05,
+    )
+    assert (cc["sample"]["steps"], cc["train"]["augment"], cc["data"]["sigma"]) == (
+        40,
+        0.15,
+        1.3824,
+    )
+    assert not Path("unused").exists()

@@ -11,6 +11,7 @@ Errors a user can fix print one line ``sfbd: error: ...`` and exit with status 2
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import math
@@ -23,19 +24,39 @@ import yaml
 
 from sfbd import __version__
 from sfbd.checkpoint import atomic_write_bytes, load_checkpoint
-from sfbd.config import SAMPLERS, dump_yaml, load_config
-from sfbd.data import load_array, to_data_scale
+from sfbd.config import SAMPLERS, Config, dump_yaml, load_config, to_dict
+from sfbd.data import BUILTINS, builtin_shape, load_array, load_problem, to_data_scale
 from sfbd.diffusion.batched import denoise_all, generate
 from sfbd.diffusion.schedule import edm_sigmas
 from sfbd.errors import SfbdError
-from sfbd.pipeline import Run, resolve_device
+from sfbd.models import model_config, parameter_count
+from sfbd.pipeline import Run, plan, resolve_device
 from sfbd.rng import stream_id
+
+
+def dry_run(cfg: Config) -> dict:
+    """What a run would do, without training: resolved config, data shape, network, stages."""
+    shape = None
+    if cfg.data.source in BUILTINS:
+        shape = builtin_shape(cfg.data.source, cfg.data.image_size)
+    if shape is None:  # files: read them (this also validates them)
+        shape = load_problem(cfg).shape
+    kind, kwargs = model_config(cfg, shape)
+    return {
+        "config": to_dict(cfg),
+        "data_shape": list(shape),
+        "model": {"kind": kind, "parameters": parameter_count(cfg, shape), "config": kwargs},
+        "stages": [dataclasses.asdict(s) for s in plan(cfg)],
+    }
 
 
 def _run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)
     if args.print_config:
         print(dump_yaml(cfg), end="")
+        return 0
+    if args.dry_run:
+        print(json.dumps(dry_run(cfg), indent=1))
         return 0
     Run(cfg, args.out, progress=not args.quiet).execute(
         max_stages=args.max_stages, force=args.force
@@ -148,6 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-stages", type=int, help="stop after this many stages (rerun resumes)")
     r.add_argument("--force", action="store_true", help="discard a different run in --out")
     r.add_argument("--print-config", action="store_true", help="print the resolved config only")
+    r.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the resolved config, data shape, network and parameter count as JSON",
+    )
     r.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
     r.set_defaults(func=_run)
 

@@ -35,7 +35,7 @@ class DataConfig:
     sigma: float = 0.35  # noise level tau: std of the additive Gaussian noise, in the data's scale
     clean_fraction: float = 0.02  # benchmark mode: fraction of the training part kept clean
     noise_seed: int = 0  # benchmark mode: seed of the split and of the fixed per-sample noise
-    num_samples: int = 20000  # size of a generated builtin 2-D set (before the hold-out)
+    num_samples: int = 20000  # builtin 2-D sets: size; celeba: first N images (before hold-out)
     holdout: float = 0.1  # benchmark mode: fraction held out as reference (unless eval.reference)
     noisy: str | None = None  # user mode: .npy/.npz of noisy samples at level sigma
     clean: str | None = None  # user mode: clean samples (.npy/.npz, image folder or .zip)

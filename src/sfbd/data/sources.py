@@ -61,8 +61,8 @@ def builtin(
 
     The 2-D sets have ``n`` samples from a fixed seed. ``cifar10`` is the 50,000 training
     images (``root``: the official tarball or its folder; default: the cache, downloaded once).
-    ``celeba`` needs ``root``: the folder of aligned CelebA images, center-cropped to 140x140
-    and resized to ``image_size``.
+    ``celeba`` needs ``root``: the first ``n`` aligned CelebA images in file order (162,770 is
+    the official training split), center-cropped to 140x140 and resized to ``image_size``.
     """
     from sfbd.data import images
 
@@ -76,7 +76,8 @@ def builtin(
                 "data.source=celeba needs data.root: the folder of aligned CelebA images "
                 "(img_align_celeba), which must be downloaded by hand from the CelebA site"
             )
-        return images.to_model_space(images.load_celeba(root, size=image_size)), "uint8"
+        x = images.load_celeba(root, size=image_size, limit=n)
+        return images.to_model_space(x), "uint8"
     gen = {"ring8": ring8, "checkerboard": checkerboard, "swissroll": swissroll}.get(name)
     if gen is None:
         raise DataError(f"unknown data source {name!r}: use one of {', '.join(BUILTINS)} or a path")
