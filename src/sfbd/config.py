@@ -74,7 +74,7 @@ class TrainConfig:
 @dataclass
 class SampleConfig:
     sampler: str = "heun"  # backward sampling: heun (probability-flow ODE) | sde (posterior)
-    steps: int = 18  # steps of the full EDM schedule; the part below tau is what runs
+    steps: int = 64  # steps of the full EDM schedule; the part below tau is what runs
     batch_size: int = 4096  # samples per sampler batch
 
 
