@@ -240,3 +240,42 @@ def test_console_entry_point_exit_code(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         "sfbd: error: unknown configuration key 'nope'; see the configuration reference"
     ]
+
+
+def test_fid_stats_and_fid_commands(tmp_path, capsys):
+    import torch
+    from PIL import Image
+
+    from sfbd.metrics.inception import FIDInceptionV3
+
+    torch.manual_seed(0)
+    net = FIDInceptionV3()
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(m.weight)
+    weights = tmp_path / "w.pth"
+    torch.save(net.state_dict(), weights)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    stats = tmp_path / "ref.npz"
+    base = ["--inception", str(weights), "--device", "cpu", "--quiet"]
+    assert main(["fid-stats", str(folder), "--out", str(stats), *base]) == 0
+    with np.load(stats) as f:
+        assert f["mu"].shape == (2048,) and f["sigma"].shape == (2048, 2048)
+    capsys.readouterr()
+    assert main(["fid", "--input", str(folder), "--stats", str(stats), *base]) == 0
+    assert abs(float(capsys.readouterr().out)) < 1e-3  # the same images: FID 0
+    _error(
+        capsys,
+        ["fid-stats", str(folder), "--out", str(tmp_path / "x.txt"), *base],
+        "--out must name a .npz file",
+    )
+    np.save(tmp_path / "vec.npy", np.zeros((4, 2), np.float32))
+    _error(
+        capsys,
+        ["fid", "--input", str(tmp_path / "vec.npy"), "--stats", str(stats), *base],
+        "FID needs images",
+    )

@@ -4,6 +4,8 @@
     sfbd demo [--out DIR]                                    # offline default run, minutes on CPU
     sfbd sample --run DIR --n N --out FILE.npy [--stage K] [--seed S]
     sfbd denoise --run DIR --input NOISY.npy --sigma TAU --out FILE.npy [--stage K] [--seed S]
+    sfbd fid-stats SOURCE --out REF.npz        # FID reference statistics of a dataset
+    sfbd fid --input IMAGES.npy --stats REF.npz # FID of images against them
 
 Errors a user can fix print one line ``sfbd: error: ...`` and exit with status 2.
 """
@@ -25,7 +27,7 @@ import yaml
 from sfbd import __version__
 from sfbd.checkpoint import atomic_write_bytes, load_checkpoint
 from sfbd.config import SAMPLERS, Config, dump_yaml, load_config, to_dict
-from sfbd.data import BUILTINS, builtin_shape, load_array, load_problem, to_data_scale
+from sfbd.data import BUILTINS, builtin, builtin_shape, load_array, load_problem, to_data_scale
 from sfbd.diffusion.batched import denoise_all, generate
 from sfbd.diffusion.schedule import edm_sigmas
 from sfbd.errors import SfbdError
@@ -154,6 +156,47 @@ def _denoise(args: argparse.Namespace) -> int:
     return 0
 
 
+def _images(spec: str, root: str | None) -> np.ndarray:
+    """Images in [-1, 1] from a builtin name (cifar10, celeba, digits) or a path."""
+    if spec in BUILTINS:
+        x, _ = builtin(spec, 162770 if spec == "celeba" else 0, root=root)
+    else:
+        x, _ = load_array(spec, "images")
+    if x.ndim != 4:
+        raise SfbdError(f"{spec!r} holds vectors of shape {x.shape[1:]}; FID needs images")
+    return x
+
+
+def _fid_stats(args: argparse.Namespace) -> int:
+    from sfbd.metrics.fid import extract_features, feature_stats, save_stats
+    from sfbd.metrics.inception import load_inception
+
+    out = Path(args.out)
+    if out.suffix != ".npz":
+        raise SfbdError(f"--out must name a .npz file, got {args.out!r}")
+    x = _images(args.source, args.root)
+    device = resolve_device(args.device)
+    model = load_inception(args.inception).to(device)
+    feats = extract_features(model, x, device=device, progress=not args.quiet)
+    mu, sigma = feature_stats(feats)
+    save_stats(out, mu, sigma)
+    if not args.quiet:
+        print(f"wrote FID statistics of {len(x)} images to {out}")
+    return 0
+
+
+def _fid(args: argparse.Namespace) -> int:
+    from sfbd.metrics.fid import fid_from_images, load_stats
+    from sfbd.metrics.inception import load_inception
+
+    ref = load_stats(args.stats)
+    x = _images(args.input, None)
+    device = resolve_device(args.device)
+    model = load_inception(args.inception).to(device)
+    print(f"{fid_from_images(model, x, ref, device=device, progress=not args.quiet):.4f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sfbd",
@@ -209,6 +252,23 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--steps", type=int, help="schedule steps (default: 256 for sde, else run's)")
     n.add_argument("--quiet", action="store_true")
     n.set_defaults(func=_denoise)
+
+    f = sub.add_parser("fid-stats", help="FID reference statistics (mu, sigma) of a dataset")
+    f.add_argument("source", help="cifar10, celeba, digits, an image folder/.zip or .npy/.npz")
+    f.add_argument("--out", required=True, help="output .npz with mu and sigma")
+    f.add_argument("--root", help="cifar10/celeba data location (as data.root)")
+    f.add_argument("--inception", help="Inception weights file (default: cache/download)")
+    f.add_argument("--device", default="auto")
+    f.add_argument("--quiet", action="store_true")
+    f.set_defaults(func=_fid_stats)
+
+    g = sub.add_parser("fid", help="FID of images (e.g. from sfbd sample) against statistics")
+    g.add_argument("--input", required=True, help="images: .npy/.npz (uint8 or [-1, 1]) or folder")
+    g.add_argument("--stats", required=True, help="reference .npz (mu, sigma), e.g. from fid-stats")
+    g.add_argument("--inception", help="Inception weights file (default: cache/download)")
+    g.add_argument("--device", default="auto")
+    g.add_argument("--quiet", action="store_true")
+    g.set_defaults(func=_fid)
     return p
 
 
