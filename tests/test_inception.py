@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sfbd.cache import file_digest
 from sfbd.errors import SfbdError
 from sfbd.metrics import inception
-from sfbd.metrics.inception import FIDInceptionV3, load_inception, sha256_file
+from sfbd.metrics.inception import FIDInceptionV3, load_inception
 
 # Parameters of the FID Inception (TF graph, 1008 classes, no aux head). Derived from public
 # facts: torchvision's inception_v3 has 27,161,264 parameters (its documented ``num_params``)
@@ -270,7 +271,7 @@ def test_download_verifies_caches_and_reuses(
     cache = tmp_path / "cache"
     monkeypatch.setenv("SFBD_CACHE", str(cache))
     monkeypatch.setattr(inception, "FID_WEIGHTS_URL", weights_file.as_uri())
-    monkeypatch.setattr(inception, "FID_WEIGHTS_SHA256", sha256_file(weights_file))
+    monkeypatch.setattr(inception, "FID_WEIGHTS_SHA256", file_digest(weights_file, "sha256"))
     loaded = load_inception()
     assert [p.name for p in cache.iterdir()] == [inception.FID_WEIGHTS_FILENAME]
     torch.testing.assert_close(loaded.fc.bias, model.fc.bias)

@@ -15,13 +15,9 @@ to float32 in [-1, 1]. Nothing here needs torchvision.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import os
 import pickle
 import tarfile
-import tempfile
-import urllib.request
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -30,6 +26,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 
+from sfbd.cache import default_cache_dir, download_verified, file_digest
 from sfbd.errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -286,53 +283,6 @@ def _cifar_from_dir(folder: Path, split: str) -> np.ndarray:
     )
 
 
-def default_cache_dir() -> Path:
-    """``$SFBD_CACHE`` if set, else ``~/.cache/sfbd``."""
-    env = os.environ.get("SFBD_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "sfbd"
-
-
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _download_cifar10(dest: Path) -> None:
-    """Fetch CIFAR10_URL to ``dest`` via a temporary file; keep it only if the MD5 matches."""
-    where = f"download {CIFAR10_URL} yourself and put it at {str(dest)!r}, or pass its path"
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataError(
-            f"cannot create cache folder {str(dest.parent)!r} ({exc}); {where}"
-        ) from None
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        h = hashlib.md5()
-        with os.fdopen(fd, "wb") as out:
-            try:
-                with urllib.request.urlopen(CIFAR10_URL, timeout=60) as resp:
-                    for chunk in iter(lambda: resp.read(1 << 20), b""):
-                        h.update(chunk)
-                        out.write(chunk)
-            except Exception as exc:  # noqa: BLE001 - URLError, timeouts, resets, ...
-                raise DataError(
-                    f"cannot download CIFAR-10 from {CIFAR10_URL} ({exc}); {where}"
-                ) from None
-        if h.hexdigest() != CIFAR10_MD5:
-            raise DataError(
-                f"download from {CIFAR10_URL} has MD5 {h.hexdigest()}, not the official "
-                f"{CIFAR10_MD5}; try again, or {where}"
-            )
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def load_cifar10(
     root_or_tarball: str | Path | None = None,
     *,
@@ -376,9 +326,16 @@ def load_cifar10(
                 f"CIFAR-10 is not in the cache: put {CIFAR10_FILENAME} from {CIFAR10_URL} at "
                 f"{str(tarball)!r}, or allow downloading"
             )
-        _download_cifar10(tarball)
+        download_verified(
+            CIFAR10_URL,
+            tarball,
+            algorithm="md5",
+            digest=CIFAR10_MD5,
+            what="CIFAR-10",
+            error=DataError,
+        )
     else:
-        digest = _md5(tarball)
+        digest = file_digest(tarball, "md5")
         if digest != CIFAR10_MD5:
             raise DataError(
                 f"{str(tarball)!r} has MD5 {digest}, not the official {CIFAR10_MD5}; delete it "

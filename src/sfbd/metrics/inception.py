@@ -40,12 +40,6 @@ References
 
 from __future__ import annotations
 
-import hashlib
-import os
-import sys
-import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -53,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sfbd.cache import default_cache_dir, download_verified, file_digest, one_line
 from sfbd.errors import SfbdError
 
 __all__ = [
@@ -66,7 +61,6 @@ __all__ = [
     "FIDInceptionV3",
     "default_cache_dir",
     "load_inception",
-    "sha256_file",
 ]
 
 FID_WEIGHTS_FILENAME = "pt_inception-2015-12-05-6726825d.pth"
@@ -312,80 +306,11 @@ class FIDInceptionV3(nn.Module):
 # ----------------------------------------------------------------------------- weights
 
 
-def default_cache_dir() -> Path:
-    """``$SFBD_CACHE`` if set, else the platform's user cache folder + ``sfbd``."""
-    env = os.environ.get("SFBD_CACHE")
-    if env:
-        return Path(env).expanduser()
-    if sys.platform == "win32":
-        base = os.environ.get("LOCALAPPDATA")
-        return (Path(base) if base else Path.home() / "AppData" / "Local") / "sfbd" / "Cache"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "sfbd"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "sfbd"
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 digest of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
-
-
-def _download(url: str, dest: Path, sha256: str) -> None:
-    """Fetch ``url`` to ``dest`` via a temp file in the same folder, checking SHA-256.
-
-    The file appears at ``dest`` only complete and verified (atomic rename); on any failure
-    the temp file is removed and :class:`SfbdError` is raised.
-    """
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
-    except OSError as e:
-        raise SfbdError(
-            f"cannot write to the cache folder {dest.parent} ({_one_line(e)}); set SFBD_CACHE "
-            f"to a writable folder or download {url} yourself and pass its path"
-        ) from e
-    tmp = Path(tmp_name)
-    try:
-        h = hashlib.sha256()
-        try:
-            with (
-                os.fdopen(fd, "wb") as out,
-                urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as resp,
-            ):
-                for chunk in iter(lambda: resp.read(_CHUNK), b""):
-                    out.write(chunk)
-                    h.update(chunk)
-        except (urllib.error.URLError, OSError, ValueError) as e:
-            raise SfbdError(
-                f"FID Inception weights are not at {dest} and downloading them from {url} "
-                f"failed ({_one_line(e)}); download that file and put it at {dest}"
-            ) from e
-        digest = h.hexdigest()
-        if digest != sha256:
-            raise SfbdError(
-                f"file downloaded from {url} has SHA-256 {digest}, expected {sha256}; it was "
-                f"discarded. Download it yourself, check it, and put it at {dest}"
-            )
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling errors come in many types
-        raise SfbdError(f"cannot read Inception weights from {path} ({_one_line(e)})") from e
+        raise SfbdError(f"cannot read Inception weights from {path} ({one_line(e)})") from e
     if isinstance(state, Mapping) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, Mapping) or not all(
@@ -456,14 +381,20 @@ def load_inception(
         folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
         file = folder / FID_WEIGHTS_FILENAME
         if file.is_file():
-            digest = sha256_file(file)
+            digest = file_digest(file, "sha256")
             if digest != FID_WEIGHTS_SHA256:
                 raise SfbdError(
                     f"{file} has SHA-256 {digest}, expected {FID_WEIGHTS_SHA256}; delete it "
                     f"and download {url} again"
                 )
         elif download:
-            _download(url, file, FID_WEIGHTS_SHA256)
+            download_verified(
+                url,
+                file,
+                algorithm="sha256",
+                digest=FID_WEIGHTS_SHA256,
+                what="FID Inception weights",
+            )
         else:
             raise SfbdError(
                 f"FID Inception weights not found at {file} and download=False; download "

@@ -48,7 +48,15 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from sfbd.nets.layers import Init, PositionalEmbedding, UNetBlock, conv, group_norm, linear
+from sfbd.nets.layers import (
+    Init,
+    PositionalEmbedding,
+    UNetBlock,
+    add_augment_labels,
+    conv,
+    group_norm,
+    linear,
+)
 
 _INIT = Init("kaiming_uniform", weight=math.sqrt(1 / 3), bias=math.sqrt(1 / 3))
 _INIT_ZERO = Init("kaiming_uniform", weight=0.0, bias=0.0)
@@ -191,13 +199,7 @@ class ADMUNet(nn.Module):
         then contributes exactly nothing).
         """
         emb = self.map_noise(noise_labels).to(self.map_layer0.weight.dtype)
-        if self.map_augment is not None and aug_labels is not None:
-            if aug_labels.shape != (emb.shape[0], self.augment_dim):
-                raise ValueError(
-                    f"aug_labels must have shape ({emb.shape[0]}, {self.augment_dim}), "
-                    f"got {tuple(aug_labels.shape)}"
-                )
-            emb = emb + self.map_augment(aug_labels.to(emb.dtype))
+        emb = add_augment_labels(emb, self.map_augment, self.augment_dim, aug_labels)
         emb = F.silu(self.map_layer0(emb))
         return F.silu(self.map_layer1(emb))
 

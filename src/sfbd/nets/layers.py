@@ -302,3 +302,20 @@ __all__ = [
     "group_norm",
     "linear",
 ]
+
+
+def add_augment_labels(
+    emb: Tensor, map_augment: nn.Module | None, augment_dim: int, aug_labels: Tensor | None
+) -> Tensor:
+    """emb (B, E) + map_augment(aug_labels (B, augment_dim)); unchanged when either is None.
+
+    ``aug_labels=None`` stands for all-zero labels, which a bias-free map turns into nothing.
+    """
+    if map_augment is None or aug_labels is None:
+        return emb
+    if aug_labels.shape != (emb.shape[0], augment_dim):
+        raise ValueError(
+            f"aug_labels must have shape ({emb.shape[0]}, {augment_dim}), "
+            f"got {tuple(aug_labels.shape)}"
+        )
+    return emb + map_augment(aug_labels.to(emb.dtype))

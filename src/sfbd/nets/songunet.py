@@ -55,6 +55,7 @@ from sfbd.nets.layers import (
     PositionalEmbedding,
     Resample,
     UNetBlock,
+    add_augment_labels,
     conv,
     group_norm,
     linear,
@@ -279,13 +280,7 @@ class SongUNet(nn.Module):
         feats = self.map_noise(noise_labels)
         sin_first = torch.cat(feats.chunk(2, dim=1)[::-1], dim=1)
         emb = sin_first.to(self.map_layer0.weight.dtype)
-        if self.map_augment is not None and aug_labels is not None:
-            if aug_labels.shape != (emb.shape[0], self.augment_dim):
-                raise ValueError(
-                    f"aug_labels must have shape ({emb.shape[0]}, {self.augment_dim}), "
-                    f"got {tuple(aug_labels.shape)}"
-                )
-            emb = emb + self.map_augment(aug_labels.to(emb.dtype))
+        emb = add_augment_labels(emb, self.map_augment, self.augment_dim, aug_labels)
         emb = F.silu(self.map_layer0(emb))
         return F.silu(self.map_layer1(emb))
 
