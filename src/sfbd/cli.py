@@ -73,7 +73,9 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_run(run: str, stage: int | None) -> tuple[dict, torch.nn.Module, dict, torch.device]:
+def _load_run(
+    run: str, stage: int | None, device_name: str = "auto"
+) -> tuple[dict, torch.nn.Module, dict, torch.device]:
     """(resolved config dict, EMA denoiser of the stage, its meta, device) of a run."""
     rundir = Path(run)
     cfg_path, metrics_path = rundir / "config.yaml", rundir / "metrics.json"
@@ -86,7 +88,7 @@ def _load_run(run: str, stage: int | None) -> tuple[dict, torch.nn.Module, dict,
     k = done[-1] if stage is None else stage
     if k not in done:
         raise SfbdError(f"stage {k} is not finished in {rundir}; finished stages: {done}")
-    device = resolve_device(cfg.get("device", "auto"))
+    device = resolve_device(device_name)  # not the run's: a GPU-trained run samples on a CPU too
     _, ema, _, meta = load_checkpoint(rundir / "checkpoints" / f"stage-{k:02d}", device)
     return cfg, ema.eval(), meta, device
 
@@ -108,7 +110,7 @@ def _sample(args: argparse.Namespace) -> int:
     out = _check_out(args.out)
     if args.n < 1:
         raise SfbdError(f"--n must be >= 1, got {args.n}")
-    cfg, ema, meta, device = _load_run(args.run, args.stage)
+    cfg, ema, meta, device = _load_run(args.run, args.stage, args.device)
     seed = cfg["seed"] if args.seed is None else args.seed
     grid = edm_sigmas(args.steps or cfg["sample"]["steps"], device=device)
     x = generate(
@@ -132,7 +134,7 @@ def _denoise(args: argparse.Namespace) -> int:
     if not (math.isfinite(args.sigma) and args.sigma > 0):
         raise SfbdError(f"--sigma must be a positive number (the noise std), got {args.sigma}")
     y, scale = load_array(args.input, "--input")
-    cfg, ema, meta, device = _load_run(args.run, args.stage)
+    cfg, ema, meta, device = _load_run(args.run, args.stage, args.device)
     if tuple(y.shape[1:]) != tuple(meta["shape"]):
         raise SfbdError(
             f"--input samples have shape {tuple(y.shape[1:])} but the model was trained on "
@@ -233,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--stage", type=int, help="stage/iteration K (default: last finished)")
     s.add_argument("--seed", type=int, help="seed (default: the run's)")
     s.add_argument("--steps", type=int, help="Heun steps of the schedule (default: the run's)")
+    s.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=_sample)
 
@@ -250,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="sde: posterior sample (default); heun: deterministic probability-flow map",
     )
     n.add_argument("--steps", type=int, help="schedule steps (default: 256 for sde, else run's)")
+    n.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     n.add_argument("--quiet", action="store_true")
     n.set_defaults(func=_denoise)
 
