@@ -360,7 +360,7 @@ def swd_figure(path: Path, res: dict[str, dict[str, list[list[dict]]]]) -> None:
         ax.tick_params(labelsize=8)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    report._save_figure(path, fig)
+    report.save_figure(path, fig)
 
 
 def sweeps_figure(path: Path, fractions: list[dict], sigmas: list[dict]) -> None:
@@ -391,7 +391,7 @@ def sweeps_figure(path: Path, fractions: list[dict], sigmas: list[dict]) -> None
         ax.legend(fontsize=7)
         ax.tick_params(labelsize=8)
     fig.tight_layout()
-    report._save_figure(path, fig)
+    report.save_figure(path, fig)
 
 
 def sample_figures(

@@ -56,7 +56,7 @@ def _atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Non
         raise
 
 
-def _save_figure(path: str | os.PathLike[str], fig: Figure) -> None:
+def save_figure(path: str | os.PathLike[str], fig: Figure) -> None:
     try:
         _atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=_DPI))
     finally:
@@ -156,7 +156,7 @@ def scatter_png(
     ax = fig.add_subplot(1, 1, 1)
     _draw_scatter(ax, pts, ref, title, float(lim))
     fig.tight_layout()
-    _save_figure(path, fig)
+    save_figure(path, fig)
 
 
 def scatter_panels_png(
@@ -188,7 +188,7 @@ def scatter_panels_png(
     for ax, (title, pts) in zip(axes, data, strict=True):
         _draw_scatter(ax, pts, ref, title, float(lim))
     fig.tight_layout()
-    _save_figure(path, fig)
+    save_figure(path, fig)
 
 
 # --------------------------------------------------------------------------- image grids
@@ -310,7 +310,7 @@ def image_panels_png(
         ax.set_title(title, fontsize=10)
         ax.set_axis_off()
     fig.tight_layout()
-    _save_figure(path, fig)
+    save_figure(path, fig)
 
 
 # --------------------------------------------------------------------------- metric curves
@@ -399,4 +399,4 @@ def metrics_png(
         if ax.get_legend_handles_labels()[0] and baselines:
             ax.legend(fontsize=7)
     fig.tight_layout()
-    _save_figure(path, fig)
+    save_figure(path, fig)
