@@ -17,23 +17,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from sfbd.atomic import atomic_write_text
 from sfbd.errors import SfbdError
 from sfbd.nets import build_denoiser, denoiser_spec
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary name in the same directory, flush, fsync and rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
 
 
 def _state(module: nn.Module, prefix: str) -> dict[str, torch.Tensor]:

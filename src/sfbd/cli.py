@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import json
 import math
 import sys
@@ -25,7 +24,8 @@ import torch
 import yaml
 
 from sfbd import __version__
-from sfbd.checkpoint import atomic_write_bytes, load_checkpoint
+from sfbd.atomic import save_npy
+from sfbd.checkpoint import load_checkpoint
 from sfbd.config import SAMPLERS, Config, dump_yaml, load_config, to_dict
 from sfbd.data import BUILTINS, builtin, builtin_shape, load_array, load_problem, to_data_scale
 from sfbd.diffusion.batched import denoise_all, generate
@@ -93,12 +93,6 @@ def _load_run(
     return cfg, ema.eval(), meta, device
 
 
-def _save_npy(path: Path, arr: np.ndarray) -> None:
-    buf = io.BytesIO()
-    np.save(buf, arr)
-    atomic_write_bytes(path, buf.getvalue())
-
-
 def _check_out(path: str) -> Path:
     out = Path(path)
     if out.suffix != ".npy":
@@ -123,7 +117,7 @@ def _sample(args: argparse.Namespace) -> int:
         device=device,
         progress=not args.quiet,
     ).numpy()
-    _save_npy(out, to_data_scale(x, meta["scale"]))
+    save_npy(out, to_data_scale(x, meta["scale"]))
     if not args.quiet:
         print(f"wrote {args.n} samples of shape {tuple(meta['shape'])} to {out}")
     return 0
@@ -152,7 +146,7 @@ def _denoise(args: argparse.Namespace) -> int:
         batch_size=cfg["sample"]["batch_size"],
         progress=not args.quiet,
     ).numpy()
-    _save_npy(out, to_data_scale(x, scale))
+    save_npy(out, to_data_scale(x, scale))
     if not args.quiet:
         print(f"wrote {len(x)} denoised samples to {out}")
     return 0

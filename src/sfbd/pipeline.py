@@ -14,7 +14,6 @@ Rerunning with the same directory resumes after the last complete stage.
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import time
@@ -26,8 +25,9 @@ import torch
 import yaml
 
 from sfbd import report
+from sfbd.atomic import atomic_write_text, save_npy, save_npz
 from sfbd.augment import Augment
-from sfbd.checkpoint import atomic_write_bytes, atomic_write_text, load_checkpoint, save_checkpoint
+from sfbd.checkpoint import load_checkpoint, save_checkpoint
 from sfbd.config import Config, dump_yaml, to_dict
 from sfbd.data import Problem, load_problem
 from sfbd.diffusion.batched import denoise_all, generate
@@ -234,9 +234,7 @@ class Run:
             desc=f"stage {k} {stage.name}: sample",
             progress=self.progress,
         ).numpy()
-        saved = self.out / "samples" / f"stage-{k:02d}.npy"
-        saved.parent.mkdir(parents=True, exist_ok=True)
-        np.save(saved, samples[:SAVED_SAMPLES])
+        save_npy(self.out / "samples" / f"stage-{k:02d}.npy", samples[:SAVED_SAMPLES])
         metrics = distances(prob, samples, denoised, cfg)
         if self.fid is not None:
             metrics["fid"] = self.fid(state.ema, prob.shape, self.grid, stream_id("fid", cfg.seed))
@@ -269,9 +267,7 @@ class Run:
             desc=f"stage {k} update: denoise",
             progress=self.progress,
         ).numpy()
-        buf = io.BytesIO()
-        np.savez(buf, index=np.arange(len(x)), x=x)
-        atomic_write_bytes(path, buf.getvalue())
+        save_npz(path, index=np.arange(len(x)), x=x)
         return x
 
     # -- pictures and logging ------------------------------------------------------------

@@ -13,18 +13,17 @@ Image data follow the library convention: float arrays ``(N, C, H, W)`` with val
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from typing import IO, Any
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
+
+from sfbd.atomic import atomic_write
 
 __all__ = [
     "image_grid",
@@ -40,25 +39,9 @@ _REF_COLOR = "0.8"
 _DPI = 110
 
 
-def _atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> None:
-    """Create parent dirs, call ``write`` on a temp file next to ``path``, then rename it."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; give the PNG ordinary permissions
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def save_figure(path: str | os.PathLike[str], fig: Figure) -> None:
     try:
-        _atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=_DPI))
+        atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=_DPI))
     finally:
         fig.clear()
 
@@ -275,7 +258,7 @@ def image_grid_png(
     if s > 1:
         grid = grid.repeat(s, axis=0).repeat(s, axis=1)
     img = Image.fromarray(grid[:, :, 0], mode="L") if grid.shape[2] == 1 else Image.fromarray(grid)
-    _atomic_write(path, lambda fh: img.save(fh, format="PNG"))
+    atomic_write(path, lambda fh: img.save(fh, format="PNG"))
 
 
 def image_panels_png(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sfbd.data import images
 from sfbd.errors import DataError
 
 BUILTIN_2D = ("ring8", "checkerboard", "swissroll")
@@ -44,8 +45,8 @@ def digits() -> np.ndarray:
     """scikit-learn's bundled 8x8 digits (1,797 images), (N, 1, 8, 8) scaled to [-1, 1]."""
     from sklearn.datasets import load_digits
 
-    images = load_digits().images.astype(np.float32)  # values 0..16
-    return (images / 8.0 - 1.0)[:, None]
+    pixels = load_digits().images.astype(np.float32)  # values 0..16
+    return (pixels / 8.0 - 1.0)[:, None]
 
 
 def builtin_shape(name: str, image_size: int = 64) -> tuple[int, ...] | None:
@@ -64,8 +65,6 @@ def builtin(
     ``celeba`` needs ``root``: the first ``n`` aligned CelebA images in file order (162,770 is
     the official training split), center-cropped to 140x140 and resized to ``image_size``.
     """
-    from sfbd.data import images
-
     if name == "digits":
         return digits(), "float"
     if name == "cifar10":
@@ -102,8 +101,6 @@ def load_array(
                 f"{what} {str(p)!r} is an image folder/zip; noisy data must be a float "
                 ".npy/.npz (8-bit images would quantize the noise)"
             )
-        from sfbd.data import images
-
         return images.to_model_space(images.load_image_folder(p)), "uint8"
     if not p.is_file():
         raise DataError(f"{what} file {str(p)!r} not found")
@@ -129,7 +126,7 @@ def load_array(
     if arr.shape[0] == 0:
         raise DataError(f"{what} in {str(p)!r} is empty")
     if arr.dtype == np.uint8:
-        return arr.astype(np.float32) / 127.5 - 1.0, "uint8"
+        return images.to_model_space(arr), "uint8"
     if not np.issubdtype(arr.dtype, np.floating) and not np.issubdtype(arr.dtype, np.integer):
         raise DataError(f"{what} in {str(p)!r} has dtype {arr.dtype}; expected numbers")
     arr = arr.astype(np.float32)

@@ -37,6 +37,7 @@ import scipy.linalg
 import torch
 from torch import nn
 
+from sfbd.atomic import save_npz
 from sfbd.errors import DataError
 
 __all__ = [
@@ -193,10 +194,7 @@ def extract_features(
 def save_stats(path: str | Path, mu: np.ndarray, sigma: np.ndarray) -> None:
     """Write ``mu`` ``(D,)`` and ``sigma`` ``(D, D)`` to an ``.npz`` file at exactly ``path``."""
     m, s = _gaussian(mu, sigma, "")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
-        np.savez(f, mu=m, sigma=s)
+    save_npz(path, mu=m, sigma=s)
 
 
 def load_stats(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
