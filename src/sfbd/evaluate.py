@@ -18,8 +18,8 @@ import torch
 
 from sfbd.config import Config
 from sfbd.data import Problem
+from sfbd.diffusion.batched import generate_batches
 from sfbd.diffusion.precond import Denoiser
-from sfbd.diffusion.sample import sample_from_noise
 from sfbd.errors import ConfigError, DataError
 from sfbd.metrics import data_range_of, mmd_rbf, psnr, sliced_wasserstein
 from sfbd.metrics.fid import (
@@ -99,11 +99,16 @@ class FID:
         self, denoiser: Denoiser, shape: tuple[int, ...], grid: torch.Tensor, stream: int
     ) -> float:
         """Generate ``eval.fid_samples`` images in batches and return their FID."""
-        n, bs = self.cfg.eval.fid_samples, self.cfg.sample.batch_size
-        feats = []
-        for start in range(0, n, bs):
-            keys = torch.arange(start, min(n, start + bs), device=self.device)
-            x = sample_from_noise(denoiser, keys, shape, grid, stream=stream)
-            feats.append(extract_features(self.model, x.clamp(-1, 1), device=self.device))
+        batches = generate_batches(
+            denoiser,
+            self.cfg.eval.fid_samples,
+            shape,
+            grid,
+            stream=stream,
+            batch_size=self.cfg.sample.batch_size,
+            device=self.device,
+            progress=False,
+        )
+        feats = [extract_features(self.model, x.clamp(-1, 1), device=self.device) for x in batches]
         mu, sigma = feature_stats(np.concatenate(feats))
         return frechet_distance(mu, sigma, *self.ref)

@@ -5,11 +5,38 @@ Keys are absolute sample indices, so every result is the same whatever the batch
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 from tqdm.auto import tqdm
 
 from sfbd.diffusion.precond import Denoiser
 from sfbd.diffusion.sample import backward_sample, sample_from_noise
+
+
+def generate_batches(
+    denoiser: Denoiser,
+    n: int,
+    shape: tuple[int, ...],
+    grid: torch.Tensor,
+    *,
+    stream: int,
+    sampler: str = "heun",
+    batch_size: int = 4096,
+    device: torch.device | str = "cpu",
+    desc: str = "sample",
+    progress: bool = True,
+) -> Iterator[torch.Tensor]:
+    """``n`` samples from pure noise, yielded in batches (b, *shape) on ``device``.
+
+    Sample j is keyed j, so the concatenation does not depend on ``batch_size``; consumers that
+    only need a statistic per batch (FID features) never hold all samples at once.
+    """
+    with tqdm(total=n, desc=desc, disable=not progress, leave=False, dynamic_ncols=True) as bar:
+        for start in range(0, n, batch_size):
+            keys = torch.arange(start, min(n, start + batch_size), device=device)
+            yield sample_from_noise(denoiser, keys, shape, grid, stream=stream, sampler=sampler)
+            bar.update(len(keys))
 
 
 def generate(
@@ -25,14 +52,20 @@ def generate(
     desc: str = "sample",
     progress: bool = True,
 ) -> torch.Tensor:
-    """``n`` samples (n, *shape) from pure noise; sample j is keyed j."""
-    out = []
-    with tqdm(total=n, desc=desc, disable=not progress, leave=False, dynamic_ncols=True) as bar:
-        for start in range(0, n, batch_size):
-            keys = torch.arange(start, min(n, start + batch_size), device=device)
-            x = sample_from_noise(denoiser, keys, shape, grid, stream=stream, sampler=sampler)
-            out.append(x.cpu())
-            bar.update(len(keys))
+    """``n`` samples (n, *shape) from pure noise, gathered on the CPU; sample j is keyed j."""
+    batches = generate_batches(
+        denoiser,
+        n,
+        shape,
+        grid,
+        stream=stream,
+        sampler=sampler,
+        batch_size=batch_size,
+        device=device,
+        desc=desc,
+        progress=progress,
+    )
+    out = [x.cpu() for x in batches]
     return torch.cat(out) if out else torch.zeros((0, *shape))
 
 
