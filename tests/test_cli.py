@@ -77,6 +77,124 @@ def test_mismatched_shapes_leave_nothing_behind(capsys, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def _bad_inputs(d):
+    """Files for test_bad_inputs_exit_2_and_write_nothing: (name -> path) under ``d``."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    np.save(d / "noisy.npy", rng.standard_normal((20, 2)).astype(np.float32))
+    np.save(d / "clean.npy", rng.standard_normal((5, 2)).astype(np.float32))
+    np.save(d / "nan.npy", np.array([[0.0, np.nan], [1.0, 1.0], [np.inf, 0.0]], np.float32))
+    np.save(d / "empty.npy", np.zeros((0, 2), np.float32))
+    np.save(d / "vec3.npy", np.zeros((5, 3), np.float32))
+    (d / "corrupt.npy").write_bytes(b"\x93NUMPY garbage")
+    (d / "folder").mkdir()
+    (d / "emptyimgs").mkdir()
+    (d / "mixed").mkdir()
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(d / "mixed" / "a.png")
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(d / "mixed" / "b.png")
+    (d / "list.yaml").write_text("- method: sfbd\n")
+    (d / "broken.yaml").write_text("data:\n  source: ring8\n  sigma: [0.1\n")
+
+
+def test_bad_inputs_exit_2_and_write_nothing(capsys, tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    _bad_inputs(d)
+    user = ["--set", f"data.noisy={d / 'noisy.npy'}", "--set", f"data.clean={d / 'clean.npy'}"]
+    cases = [
+        (
+            ["--set", f"data.noisy={d / 'corrupt.npy'}", "--set", f"data.clean={d / 'clean.npy'}"],
+            "data.noisy file",
+            "is not a valid .npy array file",
+        ),
+        (
+            ["--set", f"data.noisy={d / 'noisy.npy'}", "--set", f"data.clean={d / 'nan.npy'}"],
+            "data.clean in ",
+            "NaN or infinite values in 2 of 3 samples; remove or repair those samples",
+        ),
+        (
+            ["--set", f"data.noisy={d / 'empty.npy'}", "--set", f"data.clean={d / 'clean.npy'}"],
+            "data.noisy in ",
+            "is empty (shape (0, 2)): it holds no samples",
+        ),
+        (
+            ["--set", f"data.noisy={d / 'folder'}", "--set", f"data.clean={d / 'clean.npy'}"],
+            "data.noisy ",
+            "is a folder, not a .npy/.npz file",
+        ),
+        (
+            ["--set", f"data.noisy={d / 'noisy.npy'}", "--set", f"data.clean={d / 'emptyimgs'}"],
+            "data.clean ",
+            "holds no PNG/JPEG images",
+        ),
+        (
+            ["--set", f"data.source={d / 'mixed'}"],
+            "image 'b.png'",
+            "is 4x4 L but the first image 'a.png' is 4x4 RGB; all images must have one size",
+        ),
+        (
+            [*user, "--set", f"data.pretrain={d / 'vec3.npy'}"],
+            "data.pretrain samples have shape (3,)",
+            "but noisy samples have (2,)",
+        ),
+        (
+            ["--set", "data.source=ring8", "--set", "data.clean_fraction=0"],
+            "data.clean_fraction 0 leaves no clean samples for pretraining",
+            "set data.clean_fraction > 0 or data.pretrain",
+        ),
+        (
+            ["--set", "data.source=ring8", "--set", "data.sigma=.inf"],
+            "data.sigma must be a positive number",
+            "got inf",
+        ),
+        (
+            ["--set", "data.source=ring8", "--set", "train.batch_size=many"],
+            "train.batch_size must be an integer",
+            "got 'many'",
+        ),
+        ([str(d / "list.yaml")], "must hold a mapping of keys", "got list"),
+        ([str(d / "broken.yaml")], "is not valid YAML (line ", "configs/ring8.yaml"),
+        (["--set", "data.source=ring8", "--max-stages", "-1"], "--max-stages must be >= 0", ""),
+    ]
+    for i, (argv, fragment, tail) in enumerate(cases):
+        out = tmp_path / f"out{i}"
+        err = _error(capsys, ["run", "--out", str(out), "--quiet", *argv], fragment)
+        assert tail in err, err
+        assert not out.exists(), (argv, sorted(out.iterdir()))
+    # an existing, empty --out stays empty
+    out = tmp_path / "existing"
+    out.mkdir()
+    _error(capsys, ["run", "--out", str(out), *user, "--set", "data.sigma=0"], "data.sigma")
+    _error(
+        capsys,
+        ["run", "--out", str(out), "--set", f"data.noisy={d / 'noisy.npy'}", "--set",
+         f"data.clean={d / 'vec3.npy'}"],
+        "clean samples have shape (3,) but noisy samples have (2,)",
+    )  # fmt: skip
+    assert list(out.iterdir()) == []
+
+
+def test_dry_run_checks_the_pretrain_shape(capsys, tmp_path):
+    out = tmp_path / "r"
+    base = ["run", "--out", str(out), "--dry-run", "--set", "data.source=ring8"]
+    _error(
+        capsys,
+        [*base, "--set", "data.pretrain=digits"],
+        "data.pretrain samples have shape (1, 8, 8) but noisy samples have (2,)",
+    )
+    np.save(tmp_path / "p.npy", np.zeros((4, 3), np.float32))
+    _error(
+        capsys,
+        [*base, "--set", f"data.pretrain={tmp_path / 'p.npy'}"],
+        "data.pretrain samples have shape (3,) but noisy samples have (2,)",
+    )
+    np.save(tmp_path / "p.npy", np.zeros((4, 2), np.float32))
+    assert main([*base, "--set", f"data.pretrain={tmp_path / 'p.npy'}"]) == 0
+    assert '"data_shape": [\n  2\n ]' in capsys.readouterr().out
+    assert not out.exists()
+
+
 def test_print_config(capsys):
     assert main(["run", "--out", "x", "--print-config", "--set", "data.source=ring8"]) == 0
     assert "source: ring8" in capsys.readouterr().out

@@ -90,3 +90,121 @@ def test_parse_override():
     with pytest.raises(ConfigError, match="key=value"):
         parse_override("novalue")
     assert "data.sigma" in _all_keys() and "sfbd.iterations" in _all_keys()
+
+
+def _message(overrides=(), path=None) -> str:
+    """The one-line ConfigError message of a configuration that must be refused."""
+    with pytest.raises(ConfigError) as info:
+        load_config(path, list(overrides))
+    msg = str(info.value)
+    assert "\n" not in msg, msg
+    return msg
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("data.sigma=.inf", "data.sigma must be a positive number (the noise std), got inf"),
+        ("data.sigma=-.inf", "data.sigma must be a positive number"),
+        ("data.sigma=nan", "data.sigma must be a positive number (the noise std), got nan"),
+        ("data.sigma=null", "data.sigma must be a number, got None"),
+        ("data.sigma=[0.1]", "data.sigma must be a number, got [0.1]"),
+        ("data.sigma=true", "data.sigma must be a number, got True"),
+        ("data.clean_fraction=1", "data.clean_fraction must be in [0, 1)"),
+        ("data.clean_fraction=-0.1", "data.clean_fraction must be in [0, 1)"),
+        ("data.clean_fraction=.nan", "data.clean_fraction must be in [0, 1)"),
+        ("train.batch_size=abc", "train.batch_size must be an integer, got 'abc'"),
+        ("train.batch_size=64.0", "train.batch_size must be an integer, got 64.0"),
+        ("model.channel_mult=[1, a]", "model.channel_mult must be an integer, got 'a'"),
+        ("model.channel_mult=2", "model.channel_mult must be a list of int, got 2"),
+        ("data.root=5", "data.root must be a string, got 5"),
+        ('data.root=""', "data.root is an empty string; give a path, or null"),
+        ("device=cudax", "device must be auto, cpu, cuda or cuda:N, got 'cudax'"),
+        ("data=5", "data is a section, not a key; set one of its keys, e.g. --set data.source="),
+        ("data.sigma=[1, 2", "--set data.sigma: cannot parse value '[1, 2' as YAML (line"),
+        ("data.source.x=1", "unknown configuration key 'data.source.x'; did you mean"),
+    ],
+)
+def test_bad_values_have_one_line_messages(override, fragment):
+    assert fragment in _message([*SRC, override])
+
+
+def test_clean_fraction_zero_needs_a_method_without_clean_data_or_pretrain():
+    msg = _message([*SRC, "data.clean_fraction=0"])
+    assert msg == (
+        "data.clean_fraction 0 leaves no clean samples for pretraining; set "
+        "data.clean_fraction > 0 or data.pretrain (clean samples of a similar dataset)"
+    )
+    msg = _message([*SRC, "data.clean_fraction=0", "method=clean-only"])
+    assert "leaves no clean samples for method clean-only" in msg
+    for extra in (["method=oracle"], ["data.pretrain=checkerboard"]):
+        cfg = load_config(overrides=[*SRC, "data.clean_fraction=0", *extra])
+        assert cfg.data.clean_fraction == 0
+    cfg = load_config(
+        overrides=[*SRC, "data.clean_fraction=0", "method=clean-only", "data.pretrain=x.npy"]
+    )
+    assert cfg.data.pretrain == "x.npy"
+
+
+def test_user_mode_needs_clean_or_pretrain_samples():
+    msg = _message(["data.noisy=a.npy"])
+    assert msg.startswith("method sfbd needs data.clean (clean samples of the same distribution)")
+    assert "or data.pretrain" in msg
+    cfg = load_config(overrides=["data.noisy=a.npy", "data.pretrain=p.npy"])
+    assert cfg.data.clean is None and cfg.data.pretrain == "p.npy"
+    assert "method noisy-only needs data.noisy" in _message(
+        ["data.clean=b.npy", "method=noisy-only"]
+    )
+    assert load_config(overrides=["data.clean=b.npy", "method=clean-only"]).data.noisy is None
+
+
+def test_pretrain_must_differ_from_the_run_data(tmp_path):
+    msg = _message(["data.source=digits", "data.pretrain=digits"])
+    assert msg.startswith("data.pretrain is the same data as data.source ('digits')")
+    # a 2-D builtin as pretrain is an independent draw, so it may equal data.source
+    assert load_config(overrides=[*SRC, "data.pretrain=ring8"]).data.pretrain == "ring8"
+    f = tmp_path / "a.npy"
+    same = f"{tmp_path}/./a.npy"
+    assert "same data as data.source" in _message([f"data.source={f}", f"data.pretrain={same}"])
+    assert "same data as eval.reference" in _message(
+        [*SRC, f"eval.reference={f}", f"data.pretrain={f}"]
+    )
+    assert "same data as data.clean" in _message(
+        ["data.noisy=n.npy", f"data.clean={f}", f"data.pretrain={f}"]
+    )
+    assert "same data as data.noisy" in _message(
+        [f"data.noisy={f}", "data.clean=c.npy", f"data.pretrain={f}"]
+    )
+
+
+def test_config_file_errors_are_one_line(tmp_path, monkeypatch):
+    p = tmp_path / "c.yaml"
+    p.write_text("- data\n- method\n")
+    assert _message(path=p) == (
+        f"config file {str(p)!r} must hold a mapping of keys (like configs/ring8.yaml), "
+        "got list ['data', 'method']"
+    )
+    p.write_text("just text\n")
+    assert "must hold a mapping of keys" in _message(path=p)
+    p.write_text("data: 5\n")
+    assert _message(path=p).startswith("data must be a mapping of its keys (e.g. data.source)")
+    p.write_text("data:\n  source: ring8\n  sigma: [0.1\nmethod: sfbd\n")
+    msg = _message(path=p)
+    assert msg.startswith(f"config file {str(p)!r} is not valid YAML (line ")
+    assert msg.endswith("compare it with configs/ring8.yaml")
+    p.write_text("data:\n  source: ring8\n sigma: 0.1\n")  # bad indentation
+    assert "is not valid YAML (line 3" in _message(path=p)
+    p.write_bytes(b"method: \xff\xfe\n")
+    assert "is not UTF-8 text" in _message(path=p)
+    assert "is a directory; give the path of a YAML file" in _message(path=tmp_path)
+    p.write_text("")
+    assert "no data" in _message(path=p)  # an empty file is an empty mapping
+
+    def denied(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    p.write_text("method: sfbd\n")
+    monkeypatch.setattr(type(p), "read_text", denied)
+    assert _message(path=p) == (
+        f"cannot read config file {str(p)!r}: Permission denied; check its permissions"
+    )

@@ -98,6 +98,24 @@ def test_empty_and_missing(tmp_path):
         load_image_folder(_zip_folder(tmp_path, tmp_path.parent / "empty.zip"))
 
 
+def test_messages_name_the_input(tmp_path, monkeypatch):
+    with pytest.raises(DataError) as info:
+        load_image_folder(tmp_path, what="data.clean")
+    assert str(info.value) == (
+        f"data.clean {str(tmp_path)!r} holds no PNG/JPEG images (.png, .jpg, .jpeg); "
+        "point it at the folder or zip that holds them"
+    )
+    with pytest.raises(DataError, match=r"^data.clean '.*nope' not found$"):
+        load_image_folder(tmp_path / "nope", what="data.clean")
+
+    def denied(self, pattern):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "rglob", denied)
+    with pytest.raises(DataError, match=r"^cannot list data.clean '.*': Permission denied; check"):
+        load_image_folder(tmp_path, what="data.clean")
+
+
 def test_corrupt_image_names_the_file(tmp_path):
     _write_pngs(tmp_path, {"a.png": _rgb(1)})
     (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")

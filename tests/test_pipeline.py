@@ -9,7 +9,7 @@ from sfbd.checkpoint import load_checkpoint
 from sfbd.config import load_config
 from sfbd.data import load_problem
 from sfbd.errors import SfbdError
-from sfbd.pipeline import Run, plan
+from sfbd.pipeline import Run, plan, read_denoised
 
 MU = np.array([0.3, -0.2])
 COV = np.array([[0.5, 0.2], [0.2, 0.3]])
@@ -89,10 +89,10 @@ def test_neural_sfbd_beats_clean_only_on_ring8(tmp_path):
     final, baseline = sfbd[-1]["metrics"]["swd"], clean[-1]["metrics"]["swd"]
     assert final < 0.75 * baseline, (final, baseline)
     # E_k is stored keyed by the noisy sample's index, one row per noisy sample
-    with np.load(tmp_path / "s" / "denoised" / "E_02.npz") as f:
-        n_noisy = len(load_problem(load_config(overrides=RING)).noisy)
-        assert np.array_equal(f["index"], np.arange(n_noisy))
-        assert f["x"].shape == (n_noisy, 2)
+    index, x = read_denoised(tmp_path / "s", 2)
+    n_noisy = len(load_problem(load_config(overrides=RING)).noisy)
+    assert np.array_equal(index, np.arange(n_noisy))
+    assert x.shape == (n_noisy, 2)
     for name in ("metrics.png", "stages.png", "samples/stage-02.png", "samples/stage-02.npy"):
         assert (tmp_path / "s" / name).is_file(), name
 
@@ -164,3 +164,19 @@ def test_plans_and_training_sets():
     run.cfg = load_config(overrides=TINY)
     denoised = np.zeros_like(prob.noisy)
     assert len(run._training_set(stage, prob, denoised)) == len(prob.noisy) + len(prob.clean)
+
+
+def test_pretraining_on_a_similar_set_without_a_clean_subset(tmp_path):
+    # data.pretrain replaces the clean subset: stage 0 learns ring8 from an independent draw,
+    # the updates train on E_k alone (clean_fraction 0)
+    cfg = load_config(overrides=[*TINY, "data.clean_fraction=0", "data.pretrain=ring8"])
+    run = Run(cfg, tmp_path / "p", progress=False)
+    prob = load_problem(cfg)
+    assert len(prob.clean) == 0 and prob.pretrain is not None and len(prob.pretrain) == 1000
+    stage0 = plan(cfg)[0]
+    assert np.array_equal(run._training_set(stage0, prob, None), prob.pretrain)
+    e = np.zeros((len(prob.noisy), 2), np.float32)
+    assert np.array_equal(run._training_set(plan(cfg)[1], prob, e), e)
+    stages = run.execute()
+    assert [s["stage"] for s in stages] == ["pretrain", "update", "update"]
+    assert all(np.isfinite(s["metrics"]["swd"]) for s in stages)

@@ -66,3 +66,92 @@ def test_user_mode_and_shape_mismatch(tmp_path):
 def test_too_few_clean_samples():
     with pytest.raises(DataError, match="leaves 1 clean samples"):
         load_problem(_cfg("data.clean_fraction=0.0005", "data.holdout=0"))
+
+
+def _data_error(cfg) -> str:
+    with pytest.raises(DataError) as info:
+        load_problem(cfg)
+    msg = str(info.value)
+    assert "\n" not in msg, msg
+    return msg
+
+
+def test_pretrain_builtin_in_benchmark_mode():
+    p = load_problem(_cfg("data.clean_fraction=0", "data.pretrain=checkerboard"))
+    assert len(p.clean) == 0 and p.clean.shape == (0, 2) and len(p.noisy) == 1800
+    assert p.pretrain.shape == (2000, 2) and p.pretrain.dtype == np.float32
+    assert "pretrain 2000" in p.summary()
+    # the same 2-D builtin as the source is an independent draw: no source point reappears
+    q = load_problem(_cfg("data.pretrain=ring8"))
+    source = np.concatenate([q.reference, q.clean, q.noisy_truth])
+    assert not np.isin(q.pretrain, source).all(axis=1).any()
+    assert (
+        load_problem(_cfg()).pretrain is None and "pretrain" not in load_problem(_cfg()).summary()
+    )
+
+
+def test_pretrain_is_ignored_by_methods_that_do_not_pretrain():
+    p = load_problem(_cfg("method=noisy-only", "data.pretrain=checkerboard"))
+    assert p.pretrain is None
+
+
+def test_pretrain_file_in_user_mode(tmp_path):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "noisy.npy", rng.standard_normal((30, 3)).astype(np.float32))
+    np.save(tmp_path / "pre.npy", rng.standard_normal((12, 3)))
+    base = [f"data.noisy={tmp_path / 'noisy.npy'}", "data.sigma=0.5"]
+    p = load_problem(load_config(overrides=[*base, f"data.pretrain={tmp_path / 'pre.npy'}"]))
+    assert p.clean.shape == (0, 3) and p.pretrain.shape == (12, 3) and p.shape == (3,)
+    assert p.summary() == "samples of shape (3,): clean 0, noisy 30 at sigma 0.5, pretrain 12"
+
+
+def test_pretrain_shape_and_size_are_checked(tmp_path):
+    msg = _data_error(_cfg("data.pretrain=digits"))
+    assert msg == (
+        "data.pretrain samples have shape (1, 8, 8) but noisy samples have (2,); "
+        "both must hold the same kind of sample"
+    )
+    np.save(tmp_path / "one.npy", np.zeros((1, 2), np.float32))
+    msg = _data_error(_cfg(f"data.pretrain={tmp_path / 'one.npy'}"))
+    assert msg == (
+        "data.pretrain holds 1 sample but needs at least 2; give a larger set of clean samples"
+    )
+    np.save(tmp_path / "nan.npy", np.array([[0.0, np.nan], [1.0, 1.0]], np.float32))
+    msg = _data_error(_cfg(f"data.pretrain={tmp_path / 'nan.npy'}"))
+    assert msg.startswith("data.pretrain in ") and "NaN or infinite values in 1 of 2" in msg
+    msg = _data_error(_cfg(f"data.pretrain={tmp_path / 'missing'}"))
+    assert msg.startswith("data.pretrain file ") and msg.endswith("not found; check the path")
+
+
+def test_user_mode_inputs_are_checked(tmp_path):
+    np.save(tmp_path / "noisy.npy", np.zeros((10, 2), np.float32))
+    np.save(tmp_path / "one.npy", np.zeros((1, 2), np.float32))
+    np.save(tmp_path / "empty.npy", np.zeros((0, 2), np.float32))
+    np.save(tmp_path / "inf.npy", np.full((4, 2), np.inf, np.float32))
+    noisy = f"data.noisy={tmp_path / 'noisy.npy'}"
+    msg = _data_error(load_config(overrides=[noisy, f"data.clean={tmp_path / 'one.npy'}"]))
+    assert msg.startswith("data.clean holds 1 sample but needs at least 2")
+    msg = _data_error(load_config(overrides=[noisy, f"data.clean={tmp_path / 'empty.npy'}"]))
+    assert (
+        msg.startswith("data.clean in ") and "is empty (shape (0, 2)): it holds no samples" in msg
+    )
+    inf = f"data.noisy={tmp_path / 'inf.npy'}"
+    msg = _data_error(load_config(overrides=[inf, f"data.clean={tmp_path / 'noisy.npy'}"]))
+    assert msg.startswith("data.noisy in ") and "infinite values in 4 of 4 samples" in msg
+    ref = f"eval.reference={tmp_path / 'one.npy'}"
+    msg = _data_error(load_config(overrides=[noisy, f"data.clean={tmp_path / 'noisy.npy'}", ref]))
+    assert msg.startswith("eval.reference holds 1 sample but needs at least 2")
+
+
+def test_a_one_sample_holdout_is_refused():
+    cfg = load_config(
+        overrides=[
+            "data.source=ring8",
+            "data.num_samples=10",
+            "data.holdout=0.1",
+            "data.clean_fraction=0.3",
+        ]
+    )
+    msg = _data_error(cfg)
+    assert msg.startswith("data.holdout 0.1 of 10 samples holds out 1 sample")
+    assert "raise data.holdout, or set it to 0" in msg

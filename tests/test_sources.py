@@ -71,22 +71,91 @@ def test_uint8_images_scaled_and_back(tmp_path):
         (np.zeros((0, 2)), "empty"),
         (np.zeros((4,)), "expected vectors"),
         (np.zeros((2, 3, 4)), "expected vectors"),
-        (np.array([[0.0, np.nan], [1.0, 2.0]]), "NaN or infinite values in 1 samples"),
+        (np.array([[0.0, np.nan], [1.0, 2.0]]), "NaN or infinite values in 1 of 2 samples"),
+        (np.array([[0.0, np.inf], [-np.inf, 2.0], [1, 1]]), "infinite values in 2 of 3 samples"),
+        (np.array([[1e300, 0.0], [1.0, 2.0]]), "infinite values in 1 of 2 samples"),  # > float32
         (np.array([["a", "b"]]), "expected numbers"),
+        (np.zeros((3, 0)), r"shape \(3, 0\): its samples hold no values"),
     ],
 )
 def test_load_array_rejects(tmp_path, arr, message):
     np.save(tmp_path / "bad.npy", arr)
-    with pytest.raises(DataError, match=message):
-        load_array(tmp_path / "bad.npy")
+    with pytest.raises(DataError, match=message) as info:
+        load_array(tmp_path / "bad.npy", "data.clean")
+    assert str(info.value).startswith("data.clean in ") and "\n" not in str(info.value)
 
 
 def test_load_array_missing_and_garbage(tmp_path):
-    with pytest.raises(DataError, match="not found"):
-        load_array(tmp_path / "nope.npy")
+    with pytest.raises(DataError, match=r"data.noisy file '.*nope.npy' not found; check the path"):
+        load_array(tmp_path / "nope.npy", "data.noisy")
     (tmp_path / "g.npy").write_text("not an array")
-    with pytest.raises(DataError, match="cannot read"):
+    with pytest.raises(DataError, match=r"'.*g.npy' is not a valid .npy array file \(.*numpy.save"):
         load_array(tmp_path / "g.npy")
+    np.save(tmp_path / "t.npy", np.zeros((100, 4), np.float32))
+    raw = (tmp_path / "t.npy").read_bytes()
+    (tmp_path / "t.npy").write_bytes(raw[: len(raw) // 2])  # truncated
+    with pytest.raises(DataError, match="data.clean file .* is not a valid .npy array file"):
+        load_array(tmp_path / "t.npy", "data.clean")
+    (tmp_path / "x.csv").write_text("1,2\n3,4\n")
+    with pytest.raises(DataError, match=r"'.*x.csv' is not a .npy/.npz file; give the samples"):
+        load_array(tmp_path / "x.csv", "data.clean")
+
+
+def test_load_array_bad_npz(tmp_path):
+    np.savez(tmp_path / "none.npz")
+    with pytest.raises(DataError, match="holds no arrays"):
+        load_array(tmp_path / "none.npz", "data.clean")
+    np.savez(tmp_path / "obj.npz", x=np.array([{"a": 1}, None], dtype=object))
+    with pytest.raises(DataError, match=r"cannot read array 'x' of data.clean file .*obj.npz"):
+        load_array(tmp_path / "obj.npz", "data.clean")
+    (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04 junk that is not a zip")
+    with pytest.raises(DataError, match="data.clean file .*junk.npz' is not a valid .npz"):
+        load_array(tmp_path / "junk.npz", "data.clean")
+
+
+def test_load_array_unreadable_file(tmp_path, monkeypatch):
+    np.save(tmp_path / "a.npy", np.zeros((3, 2), np.float32))
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "a.npy"))
+
+    monkeypatch.setattr(np, "load", denied)  # running as root, chmod 000 would still read
+    with pytest.raises(DataError) as info:
+        load_array(tmp_path / "a.npy", "data.clean")
+    msg = str(info.value)
+    assert msg.startswith("cannot read data.clean file ") and "Permission denied" in msg
+    assert "check that it is a readable file" in msg
+
+
+def test_load_array_unreadable_file_for_real(tmp_path):
+    import os
+
+    np.save(tmp_path / "a.npy", np.zeros((3, 2), np.float32))
+    (tmp_path / "a.npy").chmod(0)
+    try:
+        if os.access(tmp_path / "a.npy", os.R_OK):
+            pytest.skip("running as a user that reads files without read permission (root)")
+        with pytest.raises(DataError, match="cannot read data.clean file .*Permission denied"):
+            load_array(tmp_path / "a.npy", "data.clean")
+    finally:
+        (tmp_path / "a.npy").chmod(0o644)
+
+
+def test_load_array_directories(tmp_path):
+    folder = tmp_path / "dir"
+    folder.mkdir()
+    (folder / "a.npy").write_bytes(b"")
+    with pytest.raises(DataError, match=r"data.clean '.*dir' holds no PNG/JPEG images"):
+        load_array(folder, "data.clean")
+    with pytest.raises(DataError, match=r"data.noisy '.*dir' is a folder, not a .npy/.npz file"):
+        load_array(folder, "data.noisy", images_ok=False)
+
+
+def test_builtin_draws_are_independent_and_fixed():
+    a, _ = builtin("ring8", 300)
+    b, _ = builtin("ring8", 300, draw=1)
+    assert np.array_equal(b, builtin("ring8", 300, draw=1)[0])
+    assert not np.isin(b, a).all(axis=1).any()  # no point of draw 1 is a point of draw 0
 
 
 def test_builtin_shapes_without_loading():

@@ -8,6 +8,7 @@
     sfbd fid --input IMAGES.npy --stats REF.npz # FID of images against them
 
 Errors a user can fix print one line ``sfbd: error: ...`` and exit with status 2.
+A run stopped by SIGTERM/SIGINT saves what it needs to resume and exits with status 75.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ from sfbd.atomic import save_npy
 from sfbd.checkpoint import load_checkpoint
 from sfbd.config import SAMPLERS, Config, dump_yaml, load_config, to_dict
 from sfbd.data import BUILTINS, builtin, builtin_shape, load_array, load_problem, to_data_scale
+from sfbd.data.problem import check_sample_shape, load_pretrain, uses_pretrain
 from sfbd.diffusion.batched import denoise_all, generate
 from sfbd.diffusion.schedule import edm_sigmas
 from sfbd.errors import SfbdError
+from sfbd.interrupt import EXIT_INTERRUPTED, Interrupted, StopFlag, stop_on_signals
 from sfbd.models import model_config, parameter_count
 from sfbd.pipeline import Run, plan, resolve_device
 from sfbd.rng import stream_id
@@ -43,6 +46,11 @@ def dry_run(cfg: Config) -> dict:
         shape = builtin_shape(cfg.data.source, cfg.data.image_size)
     if shape is None:  # files: read them (this also validates them)
         shape = load_problem(cfg).shape
+    elif uses_pretrain(cfg):  # a builtin source with data.pretrain: check the pretrain shape
+        assert cfg.data.pretrain is not None
+        pre = builtin_shape(cfg.data.pretrain, cfg.data.image_size)
+        pre = pre if pre is not None else load_pretrain(cfg).shape[1:]
+        check_sample_shape("data.pretrain", pre, shape, "noisy")
     kind, kwargs = model_config(cfg, shape)
     return {
         "config": to_dict(cfg),
@@ -53,6 +61,8 @@ def dry_run(cfg: Config) -> dict:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.max_stages is not None and args.max_stages < 0:
+        raise SfbdError(f"--max-stages must be >= 0, got {args.max_stages}")
     cfg = load_config(args.config, args.set)
     if args.print_config:
         print(dump_yaml(cfg), end="")
@@ -60,9 +70,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(json.dumps(dry_run(cfg), indent=1))
         return 0
-    Run(cfg, args.out, progress=not args.quiet).execute(
-        max_stages=args.max_stages, force=args.force
-    )
+    with stop_on_signals(StopFlag()) as flag:
+        Run(cfg, args.out, progress=not args.quiet).execute(
+            max_stages=args.max_stages, force=args.force, stop=flag
+        )
     return 0
 
 
@@ -81,8 +92,17 @@ def _load_run(
     cfg_path, metrics_path = rundir / "config.yaml", rundir / "metrics.json"
     if not cfg_path.is_file() or not metrics_path.is_file():
         raise SfbdError(f"{rundir} is not a run directory with a finished stage (sfbd run --out)")
-    cfg = yaml.safe_load(cfg_path.read_text())
-    done = [s["iteration"] for s in json.loads(metrics_path.read_text())["stages"]]
+    try:
+        cfg = yaml.safe_load(cfg_path.read_text())
+        done = [s["iteration"] for s in json.loads(metrics_path.read_text())["stages"]]
+        if not isinstance(cfg, dict) or not isinstance(cfg.get("sample"), dict):
+            raise ValueError("config.yaml is not a resolved sfbd configuration")
+    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError) as exc:
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        raise SfbdError(
+            f"cannot read the run in {rundir} (config.yaml or metrics.json: {msg}); "
+            "it is damaged: rerun sfbd run on it with --force, or use another run"
+        ) from None
     if not done:
         raise SfbdError(f"{rundir} has no finished stage yet")
     k = done[-1] if stage is None else stage
@@ -100,10 +120,16 @@ def _check_out(path: str) -> Path:
     return out
 
 
+def _check_steps(steps: int | None) -> None:
+    if steps is not None and steps < 2:
+        raise SfbdError(f"--steps must be >= 2, got {steps}")
+
+
 def _sample(args: argparse.Namespace) -> int:
     out = _check_out(args.out)
     if args.n < 1:
         raise SfbdError(f"--n must be >= 1, got {args.n}")
+    _check_steps(args.steps)
     cfg, ema, meta, device = _load_run(args.run, args.stage, args.device)
     seed = cfg["seed"] if args.seed is None else args.seed
     grid = edm_sigmas(args.steps or cfg["sample"]["steps"], device=device)
@@ -127,6 +153,7 @@ def _denoise(args: argparse.Namespace) -> int:
     out = _check_out(args.out)
     if not (math.isfinite(args.sigma) and args.sigma > 0):
         raise SfbdError(f"--sigma must be a positive number (the noise std), got {args.sigma}")
+    _check_steps(args.steps)
     y, scale = load_array(args.input, "--input")
     cfg, ema, meta, device = _load_run(args.run, args.stage, args.device)
     if tuple(y.shape[1:]) != tuple(meta["shape"]):
@@ -277,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     except SfbdError as exc:
         print(f"sfbd: error: {exc}", file=sys.stderr)
         return 2
+    except Interrupted as exc:
+        print(f"sfbd: interrupted ({exc}); rerun the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print("sfbd: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

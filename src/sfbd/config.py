@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,6 +26,17 @@ SAMPLERS = ("heun", "sde")
 # model.kind values; ddpmpp/ncsnpp are EDM's SongUNet presets, adm the Dhariwal-Nichol U-Net
 MODEL_KINDS = ("auto", "mlp", "unet", "ddpmpp", "ncsnpp", "adm", "gaussian")
 AUGMENTED_KINDS = ("ddpmpp", "ncsnpp", "adm")  # networks that take augmentation labels
+# keys that name files or folders (checked to be non-empty when set)
+PATH_KEYS = (
+    "data.source",
+    "data.noisy",
+    "data.clean",
+    "data.pretrain",
+    "data.root",
+    "eval.reference",
+    "eval.fid_stats",
+    "eval.inception",
+)
 
 
 @dataclass
@@ -39,6 +51,9 @@ class DataConfig:
     holdout: float = 0.1  # benchmark mode: fraction held out as reference (unless eval.reference)
     noisy: str | None = None  # user mode: .npy/.npz of noisy samples at level sigma
     clean: str | None = None  # user mode: clean samples (.npy/.npz, image folder or .zip)
+    # clean samples of a similar distribution (builtin name or path like data.clean): stage 0
+    # and clean-only train on pretrain + clean, SFBD updates on E_k + clean
+    pretrain: str | None = None
     root: str | None = None  # cifar10: tarball or folder (default: cache, download); celeba: folder
     image_size: int = 64  # celeba: side of the center-cropped, resized images
 
@@ -69,6 +84,8 @@ class TrainConfig:
     ema_halflife: float = 0.1  # EMA half-life as a fraction of each stage's steps
     augment: float = 0.0  # non-leaky augmentation probability p (ddpmpp/ncsnpp/adm; EDM: 0.12)
     log_every: int = 100  # steps between training-loss records in log.jsonl
+    checkpoint_every: int = 1000  # steps between step checkpoints (resume mid-stage; 0: never)
+    max_skipped: int = 50  # consecutive non-finite steps (skipped) before the run stops
 
 
 @dataclass
@@ -76,6 +93,7 @@ class SampleConfig:
     sampler: str = "heun"  # backward sampling: heun (probability-flow ODE) | sde (posterior)
     steps: int = 64  # steps of the full EDM schedule; the part below tau is what runs
     batch_size: int = 4096  # samples per sampler batch
+    shard_size: int = 16384  # denoised samples per shard file (the unit of resume and of DDP)
 
 
 @dataclass
@@ -163,6 +181,32 @@ def _all_keys(cls: type = Config, prefix: str = "") -> list[str]:
     return keys
 
 
+def _sections() -> list[str]:
+    """Names of the configuration's sections (data, model, ...)."""
+    hints = typing.get_type_hints(Config)
+    return [f.name for f in dataclasses.fields(Config) if dataclasses.is_dataclass(hints[f.name])]
+
+
+def _first_key(section: str) -> str:
+    """The first key of a section, without the section prefix (for examples in messages)."""
+    return next(k for k in _all_keys() if k.startswith(section + ".")).split(".", 1)[1]
+
+
+def _describe_value(value: Any) -> str:
+    """A short description of a YAML value for messages: its type and a clipped repr."""
+    text = repr(value)
+    text = text if len(text) <= 40 else text[:37] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML parser error on one line: 'line L, column C: problem'."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return " ".join(f"{where}{problem}".split())
+
+
 def _unknown(key: str) -> ConfigError:
     close = difflib.get_close_matches(key, _all_keys(), n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]!r}?" if close else "; see the configuration reference"
@@ -172,7 +216,13 @@ def _unknown(key: str) -> ConfigError:
 def _merge(obj: Any, values: dict, prefix: str = "") -> None:
     """Set the fields of dataclass ``obj`` from the nested dict ``values`` with type checks."""
     if not isinstance(values, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'the configuration'} must be a mapping")
+        section = prefix.rstrip(".")
+        if not section:
+            raise ConfigError(f"the configuration must be a mapping, got {_describe_value(values)}")
+        raise ConfigError(
+            f"{section} must be a mapping of its keys (e.g. {section}.{_first_key(section)}), "
+            f"got {_describe_value(values)}; see the configuration reference"
+        )
     hints = typing.get_type_hints(type(obj))
     names = {f.name for f in dataclasses.fields(obj)}
     for name, value in values.items():
@@ -194,7 +244,10 @@ def parse_override(text: str) -> tuple[str, Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {exc}") from None
+        raise ConfigError(
+            f"--set {key}: cannot parse value {raw!r} as YAML ({_yaml_problem(exc)}); "
+            "quote it, e.g. --set 'key=\"text\"'"
+        ) from None
     return key.strip(), value
 
 
@@ -218,21 +271,52 @@ def load_config(
     if base:
         _merge(cfg, base)
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {str(p)!r} not found")
-        try:
-            values = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {str(p)!r} is not valid YAML: {exc}") from None
-        _merge(cfg, values)
+        _merge(cfg, _read_yaml(Path(path)))
     for text in overrides or []:
         key, value = parse_override(text)
+        if key in _sections():
+            raise ConfigError(
+                f"--set {key}=...: {key} is a section, not a key; set one of its keys, "
+                f"e.g. --set {key}.{_first_key(key)}=..."
+            )
         if key not in _all_keys():
             raise _unknown(key)
         _merge(cfg, _nest(key, value))
     validate(cfg)
     return cfg
+
+
+def _read_yaml(p: Path) -> dict:
+    """The mapping in a YAML configuration file (empty file: {}), or a one-line ConfigError."""
+    if p.is_dir():
+        raise ConfigError(f"config file {str(p)!r} is a directory; give the path of a YAML file")
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} not found")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read config file {str(p)!r}: {exc.strerror or exc}; check its permissions"
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"config file {str(p)!r} is not UTF-8 text; give a YAML file like configs/ring8.yaml"
+        ) from None
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(
+            f"config file {str(p)!r} is not valid YAML ({_yaml_problem(exc)}); "
+            "compare it with configs/ring8.yaml"
+        ) from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(
+            f"config file {str(p)!r} must hold a mapping of keys (like configs/ring8.yaml), "
+            f"got {_describe_value(values)}"
+        )
+    return values
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -248,6 +332,12 @@ def validate(cfg: Config) -> None:
         math.isfinite(d.sigma) and d.sigma > 0,
         f"data.sigma must be a positive number (the noise std), got {d.sigma}",
     )
+    for key in PATH_KEYS:
+        value = _get(cfg, key)
+        _check(
+            value is None or value.strip() != "",
+            f"{key} is an empty string; give a path, or null to leave it unset",
+        )
     user = d.noisy is not None or d.clean is not None
     if user and d.source is not None:
         raise ConfigError(
@@ -259,17 +349,32 @@ def validate(cfg: Config) -> None:
             "no data: set data.source (e.g. ring8, digits, or a .npy file) or data.noisy and "
             "data.clean"
         )
+    needs_clean = cfg.method in ("sfbd", "clean-only")  # they pretrain on clean samples
     if user:
-        needs_clean = cfg.method in ("sfbd", "clean-only")
-        _check(d.noisy is not None or cfg.method == "clean-only", "user mode needs data.noisy")
-        _check(d.clean is not None or not needs_clean, f"method {cfg.method} needs data.clean")
-        _check(cfg.method != "oracle", "method oracle needs benchmark mode (data.source)")
-    else:
-        lo_ok = d.clean_fraction > 0 or cfg.method in ("noisy-only", "oracle")
         _check(
-            0 <= d.clean_fraction < 1 and lo_ok,
-            f"data.clean_fraction must be in (0, 1) for method {cfg.method} "
-            f"(0 only for noisy-only/oracle), got {d.clean_fraction}",
+            d.noisy is not None or cfg.method == "clean-only",
+            f"method {cfg.method} needs data.noisy (the noisy samples) in user mode",
+        )
+        _check(
+            d.clean is not None or d.pretrain is not None or not needs_clean,
+            f"method {cfg.method} needs data.clean (clean samples of the same distribution) "
+            "or data.pretrain (clean samples of a similar one) to pretrain on; set one of them",
+        )
+        _check(
+            cfg.method != "oracle",
+            "method oracle needs benchmark mode: set data.source and unset data.noisy/data.clean",
+        )
+    else:
+        _check(
+            0 <= d.clean_fraction < 1,
+            f"data.clean_fraction must be in [0, 1) (the fraction of the training part kept "
+            f"clean), got {d.clean_fraction}",
+        )
+        _check(
+            d.clean_fraction > 0 or d.pretrain is not None or not needs_clean,
+            f"data.clean_fraction 0 leaves no clean samples for "
+            f"{'pretraining' if cfg.method == 'sfbd' else 'method clean-only'}; set "
+            "data.clean_fraction > 0 or data.pretrain (clean samples of a similar dataset)",
         )
         _check(0 <= d.holdout < 1, f"data.holdout must be in [0, 1), got {d.holdout}")
         _check(d.num_samples >= 10, f"data.num_samples must be >= 10, got {d.num_samples}")
@@ -293,6 +398,9 @@ def validate(cfg: Config) -> None:
         f"(model.kind {' / '.join(AUGMENTED_KINDS)}); got model.kind={cfg.model.kind}",
     )
     _check(cfg.train.log_every >= 1, "train.log_every must be >= 1")
+    _check(cfg.train.checkpoint_every >= 0, "train.checkpoint_every must be >= 0 (0: never)")
+    _check(cfg.train.max_skipped >= 1, "train.max_skipped must be >= 1")
+    _check(cfg.sample.shard_size >= 1, "sample.shard_size must be >= 1")
     _check(cfg.data.image_size >= 1, "data.image_size must be >= 1")
     _check(cfg.eval.fid_samples >= 2, "eval.fid_samples must be >= 2")
     t = cfg.train
@@ -310,9 +418,44 @@ def validate(cfg: Config) -> None:
     _check(cfg.eval.num_samples >= 2, "eval.num_samples must be >= 2")
     _check(cfg.eval.swd_projections >= 1, "eval.swd_projections must be >= 1")
     _check(
-        cfg.device == "auto" or cfg.device == "cpu" or cfg.device.startswith("cuda"),
+        re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device) is not None,
         f"device must be auto, cpu, cuda or cuda:N, got {cfg.device!r}",
     )
+    if d.pretrain is not None:
+        _check_pretrain(cfg)
+
+
+def _same_path(a: str, b: str) -> bool:
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+def _check_pretrain(cfg: Config) -> None:
+    """data.pretrain must not be (a copy of) data the run trains or evaluates on."""
+    from sfbd.data.sources import BUILTIN_2D, BUILTINS  # here: sfbd.data imports this module
+
+    d = cfg.data
+    assert d.pretrain is not None
+    others = {"data.source": d.source, "data.noisy": d.noisy, "data.clean": d.clean}
+    others["eval.reference"] = cfg.eval.reference
+    for key, other in others.items():
+        if other is None:
+            continue
+        if d.pretrain in BUILTINS or other in BUILTINS:
+            same = d.pretrain == other and not (key == "data.source" and other in BUILTIN_2D)
+        else:
+            same = _same_path(d.pretrain, other)
+        _check(
+            not same,
+            f"data.pretrain is the same data as {key} ({other!r}); pretrain on a different, "
+            "similar dataset, or leave data.pretrain unset",
+        )
+
+
+def _get(cfg: Config, key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
 
 
 def to_dict(cfg: Config) -> dict:

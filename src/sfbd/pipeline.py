@@ -7,16 +7,30 @@ on E_k together with the clean set. Baselines are one stage with the same total 
 ``clean-only`` (clean set), ``noisy-only`` (noisy set taken as clean) and ``oracle`` (clean
 originals of everything; benchmark mode).
 
-Each finished stage writes its checkpoint, its denoised set and pictures, then appends its
-metrics to metrics.json (written last, atomically: an entry there means the stage is complete).
-Rerunning with the same directory resumes after the last complete stage.
+Each finished stage writes its checkpoint, its denoised set and pictures, records them with
+sizes and checksums in manifest.json, then appends its metrics to metrics.json (written last,
+atomically: an entry there means the stage is complete). Rerunning with the same directory
+resumes where the last run stopped, mid-stage too:
+
+* finished stages are checked against the manifest; anything missing or altered is reported
+  and redone from that stage on;
+* E_k is written in shards of ``sample.shard_size`` samples (``denoised/E_KK/shard-*.npz``);
+  complete shards are kept, unreadable ones are redone, so every noisy sample is denoised
+  exactly once per iteration;
+* training writes a step checkpoint (``checkpoints/step``: weights, EMA, Adam, generator
+  states, loop counters) every ``train.checkpoint_every`` steps and on SIGTERM/SIGINT, and
+  continues from it bit-identically on the same machine;
+* a stage whose checkpoint is written but whose metrics are not only re-evaluates.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
+import sys
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,20 +38,29 @@ import numpy as np
 import torch
 import yaml
 
-from sfbd import report
+from sfbd import faults, report
 from sfbd.atomic import atomic_write_text, save_npy, save_npz
 from sfbd.augment import Augment
-from sfbd.checkpoint import load_checkpoint, save_checkpoint
+from sfbd.checkpoint import (
+    CheckpointError,
+    extra_tensors,
+    load_tensors,
+    module_state,
+    optimizer_state,
+    save_checkpoint,
+)
 from sfbd.config import Config, dump_yaml, to_dict
 from sfbd.data import Problem, load_problem
 from sfbd.diffusion.batched import denoise_all, generate
 from sfbd.diffusion.schedule import edm_sigmas
 from sfbd.errors import ConfigError, SfbdError
 from sfbd.evaluate import FID, check_fid, distances
+from sfbd.interrupt import NEVER, StopFlag
+from sfbd.manifest import Manifest
 from sfbd.models import build_model, parameter_count
 from sfbd.rng import stream_id
 from sfbd.runlog import RunLog
-from sfbd.train import TrainState, make_optimizer, train_stage
+from sfbd.train import StageProgress, TrainState, make_optimizer, train_stage
 
 OUTPUTS = (
     "config.yaml",
@@ -50,7 +73,9 @@ OUTPUTS = (
     "log.jsonl",
     "tensorboard",
     "fid_ref.npz",
+    "manifest.json",
 )
+STEP_CHECKPOINT = "step"  # checkpoints/step.{safetensors,json}: the latest mid-stage state
 SAVED_SAMPLES = 1000  # generated samples kept per stage in samples/stage-KK.npy
 
 
@@ -132,8 +157,15 @@ class Run:
         return self.out / "checkpoints" / f"stage-{iteration:02d}"
 
     # -- the loop ------------------------------------------------------------------------
-    def execute(self, *, max_stages: int | None = None, force: bool = False) -> list[dict]:
-        """Run (or resume) the remaining stages; at most ``max_stages`` of them this call."""
+    def execute(
+        self, *, max_stages: int | None = None, force: bool = False, stop: StopFlag = NEVER
+    ) -> list[dict]:
+        """Run (or resume) the remaining stages; at most ``max_stages`` of them this call.
+
+        When ``stop`` is set (by a signal, see :mod:`sfbd.interrupt`) the run saves a step
+        checkpoint at the next step and raises :class:`~sfbd.interrupt.Interrupted`.
+        """
+        self.stop = stop
         self._check_directory(force)
         prob = load_problem(self.cfg)  # before anything is written: bad input leaves no trace
         check_fid(self.cfg, prob)
@@ -141,7 +173,8 @@ class Run:
         self._log(f"{self.cfg.method}: {prob.summary()}; device {self.device}")
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.out / "config.yaml", dump_yaml(self.cfg))
-        done = self.metrics()
+        self.manifest = Manifest(self.out)
+        done = self._verified(self.metrics())
         if len(done) >= len(self.stages):
             self._log(f"all {len(self.stages)} stages already finished in {self.out}")
             return done
@@ -153,7 +186,9 @@ class Run:
                 if max_stages is not None and ran >= max_stages:
                     self._log(f"stopped after {len(done)} stage(s); rerun to continue")
                     break
-                done.append(self._run_stage(stage, state, prob))
+                entry = self._run_stage(stage, state, prob)
+                faults.point("stage.end")
+                done.append(entry)
                 self._write_metrics(done)
                 self._plots(prob, done)
                 entry = done[-1]
@@ -163,6 +198,7 @@ class Run:
                 m = ", ".join(f"{k} {v:.4g}" for k, v in entry["metrics"].items())
                 secs = entry["seconds"]
                 self._log(f"stage {stage.iteration} ({stage.name}) done in {secs:.1f}s: {m}")
+                stop.check(f"after stage {stage.iteration}")
         finally:
             self.runlog.close()
         return done
@@ -173,20 +209,72 @@ class Run:
             ema = build_model(self.cfg, prob.shape, self.device).eval()
             ema.load_state_dict(model.state_dict())
             return TrainState(model, ema, make_optimizer(model, self.cfg.train.lr))
+        model = build_model(self.cfg, prob.shape, self.device)
+        ema = build_model(self.cfg, prob.shape, self.device).eval()
+        state = TrainState(model, ema, make_optimizer(model, self.cfg.train.lr))
         stem = self.checkpoint_stem(self.stages[n_done - 1].iteration)
-        model, ema, opt_state, meta = load_checkpoint(stem, self.device)
-        optimizer = make_optimizer(model, self.cfg.train.lr)
-        if optimizer is not None and opt_state is not None:
-            optimizer.load_state_dict(opt_state)
+        meta = self._restore(state, stem)
         self._log(f"resuming after stage {meta['iteration']} from {stem}")
-        return TrainState(model, ema.eval(), optimizer, step=int(meta["step"]))
+        return state
+
+    def _restore(self, state: TrainState, stem: Path) -> dict:
+        """Load a checkpoint into ``state`` (weights, EMA, Adam, counters); returns its meta."""
+        info, tensors = load_tensors(stem, self.device)
+        state.model.load_state_dict(module_state(tensors, "model"))
+        state.ema.load_state_dict(module_state(tensors, "ema"))
+        opt_state = optimizer_state(info, tensors)
+        if state.optimizer is not None and opt_state is not None:
+            state.optimizer.load_state_dict(opt_state)
+        meta = info["meta"]
+        state.step = int(meta["step"])
+        state.skipped = int(meta.get("skipped", 0))
+        meta["_extra"] = extra_tensors(tensors)
+        return meta
+
+    def _verified(self, done: list[dict]) -> list[dict]:
+        """The finished stages whose outputs match the manifest; later ones are redone."""
+        for pos, entry in enumerate(done):
+            k = entry["iteration"]
+            problems = self.manifest.problems(k)
+            if problems:
+                self._log(
+                    f"stage {k} outputs cannot be trusted ({'; '.join(problems)}): "
+                    f"redoing from stage {k}",
+                    force=True,
+                )
+                self._invalidate(k)
+                done = done[:pos]
+                self._write_metrics(done)
+                break
+        return done
+
+    def _invalidate(self, k: int) -> None:
+        """Remove what stage k and later stages produced (E_k itself stems from stage k-1)."""
+        self.manifest.forget(k)
+        for stage in self.stages:
+            j = stage.iteration
+            if j >= k:
+                for suffix in (".safetensors", ".json"):
+                    self.checkpoint_stem(j).with_suffix(suffix).unlink(missing_ok=True)
+            if j > k:
+                shutil.rmtree(self._denoised_dir(j), ignore_errors=True)
+        step = self.out / "checkpoints" / STEP_CHECKPOINT
+        try:
+            meta = json.loads(step.with_suffix(".json").read_text())["meta"]
+            stale = meta["iteration"] > k
+        except (OSError, ValueError, KeyError, TypeError):
+            stale = True
+        if stale:
+            for suffix in (".safetensors", ".json"):
+                step.with_suffix(suffix).unlink(missing_ok=True)
 
     def _training_set(self, stage: Stage, prob: Problem, denoised: np.ndarray | None) -> np.ndarray:
         method = self.cfg.method
+        first = prob.clean if prob.pretrain is None else np.concatenate([prob.pretrain, prob.clean])
         if method == "sfbd":
-            return prob.clean if denoised is None else np.concatenate([denoised, prob.clean])
+            return first if denoised is None else np.concatenate([denoised, prob.clean])
         if method == "clean-only":
-            return prob.clean
+            return first  # what SFBD pretrains on: the run without its noisy data
         if method == "noisy-only":
             return prob.noisy
         assert prob.noisy_truth is not None
@@ -198,7 +286,72 @@ class Run:
         denoised = None
         if stage.name == "update":
             denoised = self._denoise(k, state, prob)
+        trained = self._trained(k, state)
+        if trained is None:
+            loss, skipped = self._train(stage, state, prob, denoised)
+        else:
+            loss, skipped = trained["train_loss"], trained["skipped_steps"]
+            self._log(f"stage {k} ({stage.name}) already trained: evaluating")
+        samples = generate(
+            state.ema,
+            cfg.eval.num_samples,
+            prob.shape,
+            self.grid,
+            stream=stream_id("eval", cfg.seed),
+            batch_size=cfg.sample.batch_size,
+            device=self.device,
+            desc=f"stage {k} {stage.name}: sample",
+            progress=self.progress,
+            stop=self.stop,
+        ).numpy()
+        save_npy(self.out / "samples" / f"stage-{k:02d}.npy", samples[:SAVED_SAMPLES])
+        metrics = distances(prob, samples, denoised, cfg)
+        if self.fid is not None:
+            metrics["fid"] = self.fid(state.ema, prob.shape, self.grid, stream_id("fid", cfg.seed))
+        if loss is not None and loss == loss:  # not NaN (the analytic model has no loss)
+            metrics["train_loss"] = loss
+        metrics["skipped_steps"] = skipped
+        self._stage_picture(k, stage, prob, samples, denoised)
+        files = [self.checkpoint_stem(k).with_suffix(x) for x in (".safetensors", ".json")]
+        files.append(self.out / "samples" / f"stage-{k:02d}.npy")
+        if denoised is not None:
+            files += sorted(self._denoised_dir(k).glob("shard-*.npz"))
+        self.manifest.record(k, files)
+        return {
+            "iteration": k,
+            "stage": stage.name,
+            "metrics": metrics,
+            "seconds": time.perf_counter() - t0,
+            "train_steps": stage.steps,
+        }
+
+    def _train(
+        self, stage: Stage, state: TrainState, prob: Problem, denoised: np.ndarray | None
+    ) -> tuple[float | None, int]:
+        """Train stage ``stage`` (from its step checkpoint if there is one); write its
+        checkpoint. Returns (mean loss of the last 10% of steps, steps skipped)."""
+        cfg, k = self.cfg, stage.iteration
         data = torch.as_tensor(self._training_set(stage, prob, denoised), device=self.device)
+        resume = self._step_resume(k, state)
+        skipped_before = state.skipped
+        step_stem = self.out / "checkpoints" / STEP_CHECKPOINT
+
+        def save_step(progress: StageProgress) -> None:
+            meta = {
+                "iteration": k,
+                "stage": stage.name,
+                "step": state.step,
+                "skipped": skipped_before,
+                "progress": progress.meta(),
+            }
+            save_checkpoint(
+                step_stem, state.model, state.ema, state.optimizer, meta, progress.tensors()
+            )
+
+        def log(step: int, loss: float, skipped: int) -> None:
+            self.runlog.scalar("train/loss", loss, step)
+            self.runlog.scalar("train/skipped_steps", skipped_before + skipped, step)
+
         loss = train_stage(
             state,
             data,
@@ -211,64 +364,133 @@ class Run:
             desc=f"stage {k} {stage.name}: train",
             progress=self.progress,
             augment=Augment(cfg.train.augment) if cfg.train.augment > 0 else None,
-            log=lambda step, loss: self.runlog.scalar("train/loss", loss, step),
+            log=log,
             log_every=cfg.train.log_every,
+            resume=resume,
+            checkpoint=save_step,
+            checkpoint_every=cfg.train.checkpoint_every,
+            stop=self.stop,
+            max_skipped=cfg.train.max_skipped,
         )
+        skipped = state.skipped - skipped_before
         meta = {
             "iteration": k,
             "stage": stage.name,
             "step": state.step,
+            "skipped": state.skipped,
             "shape": list(prob.shape),
             "scale": prob.scale,
             "sigma": prob.sigma,
+            "train_loss": None if math.isnan(loss) else loss,
+            "skipped_steps": skipped,
         }
         save_checkpoint(self.checkpoint_stem(k), state.model, state.ema, state.optimizer, meta)
-        samples = generate(
-            state.ema,
-            cfg.eval.num_samples,
-            prob.shape,
-            self.grid,
-            stream=stream_id("eval", cfg.seed),
-            batch_size=cfg.sample.batch_size,
-            device=self.device,
-            desc=f"stage {k} {stage.name}: sample",
-            progress=self.progress,
-        ).numpy()
-        save_npy(self.out / "samples" / f"stage-{k:02d}.npy", samples[:SAVED_SAMPLES])
-        metrics = distances(prob, samples, denoised, cfg)
-        if self.fid is not None:
-            metrics["fid"] = self.fid(state.ema, prob.shape, self.grid, stream_id("fid", cfg.seed))
-        if loss == loss:  # not NaN (the analytic model has no loss)
-            metrics["train_loss"] = loss
-        self._stage_picture(k, stage, prob, samples, denoised)
-        return {
-            "iteration": k,
-            "stage": stage.name,
-            "metrics": metrics,
-            "seconds": time.perf_counter() - t0,
-            "train_steps": stage.steps,
-        }
+        for suffix in (".json", ".safetensors"):  # JSON first: no JSON, no step checkpoint
+            step_stem.with_suffix(suffix).unlink(missing_ok=True)
+        return meta["train_loss"], skipped
+
+    def _trained(self, k: int, state: TrainState) -> dict | None:
+        """Load stage k's own checkpoint if an earlier run wrote it intact (meta, else None)."""
+        stem = self.checkpoint_stem(k)
+        if not stem.with_suffix(".json").is_file():
+            return None
+        try:
+            meta = self._restore(state, stem)
+        except CheckpointError as exc:
+            self._log(f"{exc}: training stage {k} again", force=True)
+            return None
+        if meta.get("iteration") != k or "skipped_steps" not in meta:
+            return None
+        return meta
+
+    def _step_resume(self, k: int, state: TrainState) -> StageProgress | None:
+        """Restore ``state`` from the step checkpoint if it belongs to stage k."""
+        stem = self.out / "checkpoints" / STEP_CHECKPOINT
+        if not stem.with_suffix(".json").is_file():
+            return None
+        try:
+            meta = json.loads(stem.with_suffix(".json").read_text())["meta"]
+            if meta["iteration"] != k:
+                return None
+            meta = self._restore(state, stem)
+        except (CheckpointError, ValueError, KeyError, TypeError) as exc:
+            self._log(f"step checkpoint unusable ({exc}): starting stage {k} afresh", force=True)
+            return None
+        progress = StageProgress.restore(meta["progress"], meta["_extra"])
+        self._log(f"stage {k}: resuming training at step {progress.done}")
+        return progress
+
+    def _denoised_dir(self, k: int) -> Path:
+        return self.out / "denoised" / f"E_{k:02d}"
 
     def _denoise(self, k: int, state: TrainState, prob: Problem) -> np.ndarray:
-        """E_k: every noisy sample backward-sampled from tau, reused if already complete."""
-        path = self.out / "denoised" / f"E_{k:02d}.npz"
-        if path.is_file():
+        """E_k: every noisy sample backward-sampled from tau with the EMA model, written in
+        shards; complete shards from an earlier run are kept, broken ones redone."""
+        folder = self._denoised_dir(k)
+        n, size = len(prob.noisy), self.cfg.sample.shard_size
+        shards = [range(s, min(n, s + size)) for s in range(0, n, size)]
+        parts: dict[int, np.ndarray] = {}
+        for r in shards:
+            x = self._read_shard(folder, r, prob.shape)
+            if x is not None:
+                parts[r.start] = x
+        todo = [r for r in shards if r.start not in parts]
+        if todo:
+            self._check_disk(folder, sum(len(r) for r in todo) * math.prod(prob.shape) * 4)
+        if parts and todo:
+            self._log(f"stage {k}: {len(parts)} of {len(shards)} denoised shards kept")
+        for r in todo:
+            x = denoise_all(
+                state.ema,
+                torch.as_tensor(prob.noisy[r.start : r.stop]),
+                prob.sigma,
+                self.grid,
+                stream=stream_id("denoise", self.cfg.seed, k),
+                sampler=self.cfg.sample.sampler,
+                batch_size=self.cfg.sample.batch_size,
+                keys=torch.arange(r.start, r.stop),
+                desc=f"stage {k} update: denoise {r.start}-{r.stop - 1} of {n}",
+                progress=self.progress,
+                stop=self.stop,
+            ).numpy()
+            save_npz(_shard_path(folder, r), index=np.arange(r.start, r.stop), x=x)
+            faults.point("denoise.shard")
+            parts[r.start] = x
+        return np.concatenate([parts[r.start] for r in shards]) if shards else prob.noisy.copy()
+
+    def _read_shard(self, folder: Path, r: range, shape: tuple[int, ...]) -> np.ndarray | None:
+        """A shard's samples if its file is complete and holds exactly the indices of ``r``."""
+        path = _shard_path(folder, r)
+        if not path.is_file():
+            return None
+        try:
             with np.load(path) as f:
-                if np.array_equal(f["index"], np.arange(len(prob.noisy))):
-                    return f["x"]
-        x = denoise_all(
-            state.ema,
-            torch.as_tensor(prob.noisy),
-            prob.sigma,
-            self.grid,
-            stream=stream_id("denoise", self.cfg.seed, k),
-            sampler=self.cfg.sample.sampler,
-            batch_size=self.cfg.sample.batch_size,
-            desc=f"stage {k} update: denoise",
-            progress=self.progress,
-        ).numpy()
-        save_npz(path, index=np.arange(len(x)), x=x)
+                index, x = f["index"], f["x"]
+            ok = np.array_equal(index, np.arange(r.start, r.stop)) and x.shape == (
+                len(r),
+                *shape,
+            )
+            why = "holds other indices or shapes"
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            ok, why = False, f"unreadable: {type(exc).__name__}"
+        if not ok:
+            self._log(f"denoised shard {path.name} {why}; redoing it", force=True)
+            path.unlink()
+            return None
         return x
+
+    def _check_disk(self, folder: Path, needed: int) -> None:
+        """Refuse to start denoising when the disk cannot hold the denoised set."""
+        probe = folder
+        while not probe.exists():
+            probe = probe.parent
+        free = shutil.disk_usage(probe).free
+        if free < needed * 1.05 + 64 * 2**20:
+            raise SfbdError(
+                f"not enough disk space for the denoised set in {folder}: about "
+                f"{needed / 2**30:.2f} GiB needed, {free / 2**30:.2f} GiB free; free some space "
+                "or use an --out on a larger disk"
+            )
 
     # -- pictures and logging ------------------------------------------------------------
     def _stage_picture(
@@ -307,9 +529,30 @@ class Run:
         else:
             report.scatter_panels_png(self.out / "stages.png", panels, reference=prob.reference)
 
-    def _log(self, msg: str) -> None:
-        if self.progress:
+    def _log(self, msg: str, *, force: bool = False) -> None:
+        """Progress messages (hidden by --quiet); warnings about redone work always shown."""
+        if force:
+            print(f"sfbd: {msg}", file=sys.stderr, flush=True)
+        elif self.progress:
             print(msg, flush=True)
+
+
+def _shard_path(folder: Path, r: range) -> Path:
+    return folder / f"shard-{r.start:09d}.npz"
+
+
+def read_denoised(run_dir: str | Path, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(index, x) of the denoised set E_k of a run: its shards joined in index order."""
+    folder = Path(run_dir) / "denoised" / f"E_{k:02d}"
+    shards = sorted(folder.glob("shard-*.npz"))
+    if not shards:
+        raise SfbdError(f"no denoised set E_{k:02d} in {run_dir}")
+    index, x = [], []
+    for path in shards:
+        with np.load(path) as f:
+            index.append(f["index"])
+            x.append(f["x"])
+    return np.concatenate(index), np.concatenate(x)
 
 
 def _diff_keys(old: object, new: object, prefix: str = "") -> list[str]:

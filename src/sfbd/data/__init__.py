@@ -1,6 +1,6 @@
 """Data: clean sources, array files, and the noisy/clean problem of a run."""
 
-from sfbd.data.problem import Problem, corrupt, load_problem
+from sfbd.data.problem import Problem, corrupt, load_pretrain, load_problem, uses_pretrain
 from sfbd.data.sources import BUILTINS, builtin, builtin_shape, load_array, to_data_scale
 
 __all__ = [
@@ -10,6 +10,8 @@ __all__ = [
     "builtin_shape",
     "corrupt",
     "load_array",
+    "load_pretrain",
     "load_problem",
     "to_data_scale",
+    "uses_pretrain",
 ]

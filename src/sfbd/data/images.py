@@ -86,7 +86,12 @@ def _list_images(
 ) -> tuple[list[str], Callable[[str], bytes], Callable[[], None]]:
     """Sorted relative names of the images in a directory or zip, a reader, and a closer."""
     if path.is_dir():
-        names = sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file())
+        try:
+            names = sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file())
+        except OSError as exc:
+            raise DataError(
+                f"cannot list {what} {str(path)!r}: {exc.strerror or exc}; check its permissions"
+            ) from None
         names = [n for n in names if _is_image_name(n)]
         return names, lambda rel: (path / rel).read_bytes(), lambda: None
     if path.is_file() and path.suffix.lower() == ".zip":
@@ -177,16 +182,17 @@ def _read_images(
         close()
 
 
-def load_image_folder(path: str | Path) -> np.ndarray:
+def load_image_folder(path: str | Path, *, what: str = "image folder") -> np.ndarray:
     """Read a folder (recursively) or a ``.zip`` of PNG/JPEG images as uint8 (N, C, H, W).
 
     Files are taken in order of their relative path (so a folder and a zip of it give the same
     array); other files (``dataset.json``, hidden files, ``__MACOSX/``) are ignored. Grayscale
     images give C = 1 and colour images C = 3: palette and CMYK images are converted to RGB and
     an alpha channel is dropped (not composited). All images must share one size and mode;
-    16-bit and float images are refused.
+    16-bit and float images are refused. ``what`` names the input in error messages (e.g. the
+    config key that gave the path).
     """
-    return _read_images(path, "image folder")
+    return _read_images(path, what)
 
 
 # --------------------------------------------------------------------------- CIFAR-10

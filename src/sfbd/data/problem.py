@@ -5,6 +5,10 @@
   x_i + tau * eps_i, eps_i a function of (noise_seed, i) only, so the noisy set is a fixed,
   finite dataset that does not depend on the split or on batching.
 * User mode takes the noisy and clean arrays and tau as given.
+
+In both modes ``data.pretrain`` may add clean samples of a *similar* distribution (a builtin
+name or a path): stage 0 and the clean-only baseline train on them together with the clean
+set, SFBD's updates on E_k together with the clean set only.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class Problem:
     reference: np.ndarray | None = None  # held-out clean samples for metrics
     noisy_truth: np.ndarray | None = None  # clean originals of the noisy samples (benchmark)
     scale: str = "float"  # 'uint8' or 'float': the data's own scale, for outputs
+    pretrain: np.ndarray | None = None  # clean samples of a similar distribution (data.pretrain)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -42,6 +47,8 @@ class Problem:
 
     def summary(self) -> str:
         parts = [f"clean {len(self.clean)}", f"noisy {len(self.noisy)} at sigma {self.sigma:g}"]
+        if self.pretrain is not None:
+            parts.append(f"pretrain {len(self.pretrain)}")
         if self.reference is not None:
             parts.append(f"reference {len(self.reference)}")
         return f"samples of shape {self.shape}: " + ", ".join(parts)
@@ -66,9 +73,15 @@ def split_benchmark(source: np.ndarray, cfg: Config, has_reference: bool) -> Pro
     ref_idx, train_idx = perm[:n_ref], perm[n_ref:]
     n_clean = int(round(d.clean_fraction * len(train_idx)))
     if d.clean_fraction > 0 and n_clean < 2:
+        alone = ", or set it to 0 to pretrain on data.pretrain alone" if d.pretrain else ""
         raise DataError(
             f"data.clean_fraction {d.clean_fraction} of {len(train_idx)} training samples leaves "
-            f"{n_clean} clean samples; raise data.clean_fraction or data.num_samples"
+            f"{n_clean} clean samples; raise data.clean_fraction or data.num_samples{alone}"
+        )
+    if n_ref == 1:
+        raise DataError(
+            f"data.holdout {d.holdout} of {n} samples holds out 1 sample, but the metrics need "
+            "at least 2; raise data.holdout, or set it to 0 for no reference"
         )
     clean_idx, noisy_idx = np.sort(train_idx[:n_clean]), np.sort(train_idx[n_clean:])
     if len(noisy_idx) == 0:
@@ -82,20 +95,57 @@ def split_benchmark(source: np.ndarray, cfg: Config, has_reference: bool) -> Pro
     )
 
 
-def _check_shape(name: str, arr: np.ndarray, shape: tuple[int, ...], other: str) -> None:
-    if tuple(arr.shape[1:]) != shape:
+def check_sample_shape(name: str, got: tuple[int, ...], shape: tuple[int, ...], other: str) -> None:
+    """Refuse ``name``'s per-sample shape ``got`` unless it is ``other``'s ``shape``."""
+    if tuple(got) != tuple(shape):
         raise DataError(
-            f"{name} samples have shape {tuple(arr.shape[1:])} but {other} samples have {shape}; "
+            f"{name} samples have shape {tuple(got)} but {other} samples have {tuple(shape)}; "
             "both must hold the same kind of sample"
         )
 
 
+def _check_shape(name: str, arr: np.ndarray, shape: tuple[int, ...], other: str) -> None:
+    check_sample_shape(name, tuple(arr.shape[1:]), shape, other)
+
+
+def _at_least_two(name: str, arr: np.ndarray, fix: str) -> None:
+    if len(arr) < 2:
+        raise DataError(f"{name} holds {len(arr)} sample but needs at least 2; {fix}")
+
+
+def uses_pretrain(cfg: Config) -> bool:
+    """Whether the run trains on ``data.pretrain``: SFBD's stage 0 and clean-only do."""
+    return cfg.data.pretrain is not None and cfg.method in ("sfbd", "clean-only")
+
+
+def load_pretrain(cfg: Config) -> np.ndarray:
+    """The ``data.pretrain`` samples: a builtin (a draw independent of ``data.source``) or a path.
+
+    Builtins read ``data.num_samples``, ``data.root`` and ``data.image_size`` as
+    ``data.source`` does; paths are read like ``data.clean`` (.npy/.npz, image folder or zip).
+    """
+    d = cfg.data
+    assert d.pretrain is not None
+    if d.pretrain in BUILTINS:
+        x, _ = builtin(d.pretrain, d.num_samples, root=d.root, image_size=d.image_size, draw=1)
+    else:
+        x, _ = load_array(d.pretrain, "data.pretrain")
+    _at_least_two("data.pretrain", x, "give a larger set of clean samples")
+    return x
+
+
 def load_problem(cfg: Config) -> Problem:
-    """Build the run's :class:`Problem` from the configuration (benchmark or user mode)."""
+    """Build the run's :class:`Problem` from the configuration (benchmark or user mode).
+
+    Every input is read and checked here, before a run writes anything: readable, finite,
+    non-empty, one per-sample shape for noisy, clean, pretrain and reference samples, and at
+    least 2 clean, pretrain and reference samples where they are given.
+    """
     d = cfg.data
     reference, scale = None, "float"
     if cfg.eval.reference is not None:
         reference, _ = load_array(cfg.eval.reference, "eval.reference")
+        _at_least_two("eval.reference", reference, "the metrics compare two sets of samples")
     if d.source is not None:
         if d.source in BUILTINS:
             src, scale = builtin(d.source, d.num_samples, root=d.root, image_size=d.image_size)
@@ -112,8 +162,10 @@ def load_problem(cfg: Config) -> Problem:
             scale = scale if noisy is not None else clean_scale
         if noisy is not None and clean is not None:
             _check_shape("clean", clean, tuple(noisy.shape[1:]), "noisy")
-        if clean is not None and len(clean) < 2:
-            raise DataError("data.clean must hold at least 2 samples")
+        if clean is not None:
+            _at_least_two(
+                "data.clean", clean, "add clean samples, or unset it and set data.pretrain"
+            )
         template = noisy if noisy is not None else clean
         assert template is not None
         empty = np.zeros((0, *template.shape[1:]), np.float32)
@@ -123,6 +175,10 @@ def load_problem(cfg: Config) -> Problem:
             sigma=d.sigma,
             scale=scale,
         )
+    if uses_pretrain(cfg):
+        pretrain = load_pretrain(cfg)
+        _check_shape("data.pretrain", pretrain, prob.shape, "noisy" if len(prob.noisy) else "clean")
+        prob.pretrain = pretrain
     if reference is not None:
         _check_shape("eval.reference", reference, prob.shape, "training")
         prob.reference = reference

@@ -56,11 +56,13 @@ def builtin_shape(name: str, image_size: int = 64) -> tuple[int, ...] | None:
 
 
 def builtin(
-    name: str, n: int, *, root: str | None = None, image_size: int = 64
+    name: str, n: int, *, root: str | None = None, image_size: int = 64, draw: int = 0
 ) -> tuple[np.ndarray, str]:
     """A builtin clean dataset and its scale ('float' or 'uint8').
 
-    The 2-D sets have ``n`` samples from a fixed seed. ``cifar10`` is the 50,000 training
+    The 2-D sets have ``n`` samples from a fixed seed; ``draw`` > 0 gives another, independent
+    set of ``n`` samples from the same distribution (``data.pretrain`` uses draw 1, so it never
+    repeats the samples of ``data.source``). ``cifar10`` is the 50,000 training
     images (``root``: the official tarball or its folder; default: the cache, downloaded once).
     ``celeba`` needs ``root``: the first ``n`` aligned CelebA images in file order (162,770 is
     the official training split), center-cropped to 140x140 and resized to ``image_size``.
@@ -80,8 +82,52 @@ def builtin(
     gen = {"ring8": ring8, "checkerboard": checkerboard, "swissroll": swissroll}.get(name)
     if gen is None:
         raise DataError(f"unknown data source {name!r}: use one of {', '.join(BUILTINS)} or a path")
-    rng = np.random.default_rng([BUILTINS.index(name), 20250205])
+    key = [BUILTINS.index(name), 20250205] + ([draw] if draw else [])
+    rng = np.random.default_rng(key)
     return gen(n, rng).astype(np.float32), "float"
+
+
+ARRAY_SUFFIXES = (".npy", ".npz")
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's message on one line (its type name when it has none)."""
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _read_npy_or_npz(p: Path, what: str) -> np.ndarray:
+    """The array in a .npy file, or the one array (or the one named 'x'/'data') in a .npz."""
+    try:
+        loaded = np.load(p, allow_pickle=False)
+    except OSError as exc:
+        raise DataError(
+            f"cannot read {what} file {str(p)!r}: {exc.strerror or _first_line(exc)}; "
+            "check that it is a readable file"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a user-facing data error
+        raise DataError(
+            f"{what} file {str(p)!r} is not a valid {p.suffix.lower()} array file "
+            f"({_first_line(exc)}); write it with numpy.save or numpy.savez"
+        ) from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        return loaded
+    with loaded:
+        names = list(loaded.keys())
+        if not names:
+            raise DataError(f"{what} file {str(p)!r} holds no arrays; save the samples in it")
+        pick = [k for k in ("x", "data") if k in names] or (names if len(names) == 1 else [])
+        if not pick:
+            raise DataError(
+                f"{what} file {str(p)!r} holds arrays {names}; keep one, or name it 'x' or 'data'"
+            )
+        try:
+            return loaded[pick[0]]
+        except Exception as exc:  # noqa: BLE001 - corrupt member, pickled objects, ...
+            raise DataError(
+                f"cannot read array {pick[0]!r} of {what} file {str(p)!r} "
+                f"({_first_line(exc)}); write it again with numpy.savez"
+            ) from None
 
 
 def load_array(
@@ -92,47 +138,53 @@ def load_array(
     ``path`` is a .npy/.npz array, or (when ``images_ok``) a folder or .zip of PNG/JPEG
     images. Returns the array and its scale: 'uint8' (8-bit images and uint8 arrays, read as
     [0, 255] and mapped to [-1, 1]) or 'float'. An .npz must hold one array, or one named
-    'x' or 'data'.
+    'x' or 'data'. ``what`` names the input in error messages (e.g. the config key).
+
+    Raises :class:`DataError` with a one-line message for a missing or unreadable path, a file
+    that is not a valid array, a shape that is neither (N, D) nor (N, C, H, W), no samples,
+    a non-numeric dtype and NaN or infinite values.
     """
-    p = Path(path)
+    p = Path(path).expanduser()
     if p.is_dir() or p.suffix.lower() == ".zip":
         if not images_ok:
+            kind = "a folder" if p.is_dir() else "a .zip"
             raise DataError(
-                f"{what} {str(p)!r} is an image folder/zip; noisy data must be a float "
-                ".npy/.npz (8-bit images would quantize the noise)"
+                f"{what} {str(p)!r} is {kind}, not a .npy/.npz file; noisy data must be a "
+                "float array (8-bit images would quantize the noise)"
             )
-        return images.to_model_space(images.load_image_folder(p)), "uint8"
+        return images.to_model_space(images.load_image_folder(p, what=what)), "uint8"
+    if not p.exists():
+        raise DataError(f"{what} file {str(p)!r} not found; check the path")
     if not p.is_file():
-        raise DataError(f"{what} file {str(p)!r} not found")
-    try:
-        loaded = np.load(p, allow_pickle=False)
-    except Exception as exc:  # noqa: BLE001 - any reader failure is a user-facing data error
-        raise DataError(f"cannot read {what} file {str(p)!r} as .npy/.npz: {exc}") from None
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        names = list(loaded.keys())
-        pick = [k for k in ("x", "data") if k in names] or (names if len(names) == 1 else [])
-        if not pick:
-            raise DataError(
-                f"{what} file {str(p)!r} holds arrays {names}; keep one, or name it 'x' or 'data'"
-            )
-        arr = loaded[pick[0]]
-    else:
-        arr = loaded
+        raise DataError(f"{what} {str(p)!r} is not a regular file; give a .npy/.npz file")
+    if p.suffix.lower() not in ARRAY_SUFFIXES:
+        folders = " (or a folder or .zip of PNG/JPEG images)" if images_ok else ""
+        raise DataError(
+            f"{what} file {str(p)!r} is not a .npy/.npz file; give the samples as a "
+            f".npy/.npz array{folders}"
+        )
+    arr = _read_npy_or_npz(p, what)
     if arr.ndim not in (2, 4):
         raise DataError(
             f"{what} in {str(p)!r} has shape {arr.shape}: expected vectors (N, D) or images "
             "(N, C, H, W)"
         )
     if arr.shape[0] == 0:
-        raise DataError(f"{what} in {str(p)!r} is empty")
+        raise DataError(f"{what} in {str(p)!r} is empty (shape {arr.shape}): it holds no samples")
+    if arr.size == 0:
+        raise DataError(f"{what} in {str(p)!r} has shape {arr.shape}: its samples hold no values")
     if arr.dtype == np.uint8:
         return images.to_model_space(arr), "uint8"
     if not np.issubdtype(arr.dtype, np.floating) and not np.issubdtype(arr.dtype, np.integer):
         raise DataError(f"{what} in {str(p)!r} has dtype {arr.dtype}; expected numbers")
-    arr = arr.astype(np.float32)
+    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf, reported below
+        arr = arr.astype(np.float32)
     if not np.isfinite(arr).all():
         bad = int((~np.isfinite(arr)).reshape(arr.shape[0], -1).any(axis=1).sum())
-        raise DataError(f"{what} in {str(p)!r} has NaN or infinite values in {bad} samples")
+        raise DataError(
+            f"{what} in {str(p)!r} has NaN or infinite values in {bad} of {arr.shape[0]} "
+            "samples; remove or repair those samples"
+        )
     return arr, "float"
 
 

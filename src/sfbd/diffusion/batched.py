@@ -1,6 +1,7 @@
 """Batched generation and backward sampling over whole datasets, with a progress bar.
 
-Keys are absolute sample indices, so every result is the same whatever the batch size.
+Keys are absolute sample indices, so every result is the same whatever the batch size. A
+``stop`` flag (:mod:`sfbd.interrupt`) is polled between batches.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from tqdm.auto import tqdm
 
 from sfbd.diffusion.precond import Denoiser
 from sfbd.diffusion.sample import backward_sample, sample_from_noise
+from sfbd.interrupt import NEVER, StopFlag
 
 
 def generate_batches(
@@ -26,6 +28,7 @@ def generate_batches(
     device: torch.device | str = "cpu",
     desc: str = "sample",
     progress: bool = True,
+    stop: StopFlag = NEVER,
 ) -> Iterator[torch.Tensor]:
     """``n`` samples from pure noise, yielded in batches (b, *shape) on ``device``.
 
@@ -34,6 +37,7 @@ def generate_batches(
     """
     with tqdm(total=n, desc=desc, disable=not progress, leave=False, dynamic_ncols=True) as bar:
         for start in range(0, n, batch_size):
+            stop.check(f"during {desc}")
             keys = torch.arange(start, min(n, start + batch_size), device=device)
             yield sample_from_noise(denoiser, keys, shape, grid, stream=stream, sampler=sampler)
             bar.update(len(keys))
@@ -51,6 +55,7 @@ def generate(
     device: torch.device | str = "cpu",
     desc: str = "sample",
     progress: bool = True,
+    stop: StopFlag = NEVER,
 ) -> torch.Tensor:
     """``n`` samples (n, *shape) from pure noise, gathered on the CPU; sample j is keyed j."""
     batches = generate_batches(
@@ -64,6 +69,7 @@ def generate(
         device=device,
         desc=desc,
         progress=progress,
+        stop=stop,
     )
     out = [x.cpu() for x in batches]
     return torch.cat(out) if out else torch.zeros((0, *shape))
@@ -81,6 +87,7 @@ def denoise_all(
     keys: torch.Tensor | None = None,
     desc: str = "denoise",
     progress: bool = True,
+    stop: StopFlag = NEVER,
 ) -> torch.Tensor:
     """Backward-sample every row of ``y`` (N, *) from level tau; row i keyed keys[i] (default i).
 
@@ -94,6 +101,7 @@ def denoise_all(
         total=len(y), desc=desc, disable=not progress, leave=False, dynamic_ncols=True
     ) as bar:
         for start in range(0, len(y), batch_size):
+            stop.check(f"during {desc}")
             yb = y[start : start + batch_size].to(device)
             kb = keys[start : start + batch_size].to(device)
             x = backward_sample(denoiser, yb, tau, grid, keys=kb, stream=stream, sampler=sampler)

@@ -1,0 +1,149 @@
+"""Crash safety: runs killed with SIGKILL at chosen points (``SFBD_FAULT``) and rerun until they
+finish end bit-identical to an uninterrupted run; corrupted files are detected and redone."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sfbd import faults
+from sfbd.config import load_config
+from sfbd.pipeline import Run, read_denoised
+
+SETS = [
+    "data.source=ring8",
+    "data.num_samples=1000",
+    "data.clean_fraction=0.05",
+    "model.hidden=32",
+    "model.layers=1",
+    "train.pretrain_steps=30",
+    "train.update_steps=20",
+    "train.batch_size=64",
+    "train.checkpoint_every=7",
+    "train.log_every=10",
+    "sfbd.iterations=2",
+    "eval.num_samples=200",
+    "sample.sampler=sde",
+    "sample.steps=16",
+    "sample.batch_size=64",
+    "sample.shard_size=200",  # 855 noisy samples: 5 shards
+    "device=cpu",
+]
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def sfbd_run(out: Path, fault: str | None = None, sets: list[str] = SETS):
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    env.pop("SFBD_FAULT", None)
+    if fault is not None:
+        env["SFBD_FAULT"] = fault
+    cmd = [sys.executable, "-m", "sfbd.cli", "run", "--out", str(out), "--quiet"]
+    for s in sets:
+        cmd += ["--set", s]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def outputs(run: Path) -> dict[str, bytes]:
+    """Every file that must be bit-identical: checkpoints, denoised shards, saved samples."""
+    files = [*run.glob("checkpoints/stage-*.safetensors"), *run.glob("denoised/*/*.npz")]
+    files += run.glob("samples/*.npy")
+    return {str(f.relative_to(run)): f.read_bytes() for f in sorted(files)}
+
+
+def metrics(run: Path) -> list[dict]:
+    import json
+
+    stages = json.loads((run / "metrics.json").read_text())["stages"]
+    return [{k: v for k, v in s.items() if k != "seconds"} for s in stages]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ref") / "run"
+    done = sfbd_run(out)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def assert_same_as(run: Path, ref: Path) -> None:
+    assert metrics(run) == metrics(ref)
+    got, want = outputs(run), outputs(ref)
+    assert got.keys() == want.keys()
+    assert [k for k in want if got[k] != want[k]] == []
+    assert not (run / "checkpoints" / "step.json").exists()  # removed when its stage ended
+
+
+def test_fault_spec_parsing():
+    assert faults._parse("train.step:3, denoise.shard") == {"train.step": 3, "denoise.shard": 1}
+    assert faults._parse("") == {}
+
+
+def test_killed_at_many_points_then_rerun_is_bit_identical(reference, tmp_path):
+    run = tmp_path / "run"
+    # each rerun resumes and is killed again somewhere later; counts are per process
+    kills = [
+        "train.step:12",  # mid-pretraining (step checkpoint at 7)
+        "checkpoint.write:4",  # pretraining: step checkpoints 14, 21, 28, then stage-00 mid-write
+        "stage.end:1",  # stage 0 trained and evaluated, metrics not yet written
+        "denoise.shard:2",  # mid-denoising of E_1 (2 of 5 shards written)
+        "train.step:9",  # E_1 complete; mid-update 1
+        "denoise.shard:4",  # update 1 done; E_2 partly written
+        "checkpoint.write:2",  # update 2: a step checkpoint mid-write
+    ]
+    for fault in kills:
+        died = sfbd_run(run, fault)
+        assert died.returncode == -9, (fault, died.returncode, died.stderr[-2000:])
+    done = sfbd_run(run)
+    assert done.returncode == 0, done.stderr
+    assert_same_as(run, reference)
+    index, x = read_denoised(run, 2)
+    assert np.array_equal(index, np.arange(855)) and np.isfinite(x).all()  # each exactly once
+
+
+def test_corrupted_checkpoint_is_detected_and_redone(reference, tmp_path):
+    run = tmp_path / "run"
+    assert sfbd_run(run).returncode == 0
+    ckpt = run / "checkpoints" / "stage-01.safetensors"
+    data = bytearray(ckpt.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte: same size, different checksum
+    ckpt.write_bytes(bytes(data))
+    again = sfbd_run(run)
+    assert again.returncode == 0, again.stderr
+    assert "stage 1 outputs cannot be trusted" in again.stderr
+    assert "checksum" in again.stderr
+    assert_same_as(run, reference)
+
+
+def test_truncated_denoised_shard_is_redone(reference, tmp_path):
+    run = tmp_path / "run"
+    assert sfbd_run(run, "train.step:35").returncode == -9  # E_1 written, update 1 under way
+    shard = run / "denoised" / "E_01" / "shard-000000400.npz"
+    shard.write_bytes(shard.read_bytes()[:100])
+    done = sfbd_run(run)
+    assert done.returncode == 0, done.stderr
+    assert "shard-000000400.npz unreadable" in done.stderr
+    assert_same_as(run, reference)
+
+
+def test_corrupted_step_checkpoint_restarts_the_stage(reference, tmp_path):
+    run = tmp_path / "run"
+    assert sfbd_run(run, "train.step:20").returncode == -9
+    step = run / "checkpoints" / "step.safetensors"
+    step.write_bytes(step.read_bytes()[:-10])
+    done = sfbd_run(run)
+    assert done.returncode == 0, done.stderr
+    assert "step checkpoint unusable" in done.stderr
+    assert_same_as(run, reference)
+
+
+def test_in_process_resume_matches_subprocess_reference(reference, tmp_path):
+    # the library path (no CLI) resumes the same way after a stop between stages
+    cfg = load_config(overrides=SETS)
+    Run(cfg, tmp_path / "r", progress=False).execute(max_stages=2)
+    Run(cfg, tmp_path / "r", progress=False).execute()
+    assert metrics(tmp_path / "r") == metrics(reference)
