@@ -1,8 +1,15 @@
 import copy
 
+import pytest
 import torch
 
-from sfbd.checkpoint import load_checkpoint, save_checkpoint
+from sfbd.checkpoint import (
+    CheckpointError,
+    extra_tensors,
+    load_checkpoint,
+    load_tensors,
+    save_checkpoint,
+)
 from sfbd.nets import build_denoiser
 from sfbd.nets.gaussian import GaussianDenoiser
 from sfbd.train import TrainState, make_optimizer, train_stage
@@ -38,3 +45,23 @@ def test_gaussian_checkpoint(tmp_path):
     model, ema, opt, _ = load_checkpoint(tmp_path / "g")
     assert opt is None and isinstance(ema, GaussianDenoiser)
     assert torch.allclose(ema.cov, m.cov)
+
+
+def test_extra_tensors_and_corruption_detection(tmp_path):
+    m = build_denoiser("mlp", {"shape": [2], "hidden": 8, "layers": 1})
+    gen_state = torch.Generator().manual_seed(4).get_state()
+    save_checkpoint(tmp_path / "s", m, m, None, {"a": 1}, {"generator": gen_state})
+    info, tensors = load_tensors(tmp_path / "s")
+    assert torch.equal(extra_tensors(tensors)["generator"], gen_state)
+    assert len(info["sha256"]) == 64
+    path = tmp_path / "s.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="does not match the checksum"):
+        load_checkpoint(tmp_path / "s")
+    (tmp_path / "s.json").write_text("{")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_checkpoint(tmp_path / "s")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing")

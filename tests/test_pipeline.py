@@ -180,3 +180,17 @@ def test_pretraining_on_a_similar_set_without_a_clean_subset(tmp_path):
     stages = run.execute()
     assert [s["stage"] for s in stages] == ["pretrain", "update", "update"]
     assert all(np.isfinite(s["metrics"]["swd"]) for s in stages)
+
+
+def test_not_enough_disk_for_the_denoised_set_is_refused_before_denoising(tmp_path, monkeypatch):
+    import shutil
+
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(
+        "sfbd.pipeline.shutil.disk_usage", lambda p: usage._replace(free=10 * 2**20)
+    )
+    run = Run(load_config(overrides=TINY), tmp_path / "d", progress=False)
+    with pytest.raises(SfbdError, match=r"not enough disk space for the denoised set .* 0.01 GiB"):
+        run.execute()
+    assert len(run.metrics()) == 1  # pretraining finished; nothing of E_1 was written
+    assert not list((tmp_path / "d").glob("denoised/*/*.npz"))

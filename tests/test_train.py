@@ -1,10 +1,15 @@
 import copy
 
+import pytest
 import torch
 
+from sfbd.errors import SfbdError
+from sfbd.interrupt import Interrupted, StopFlag
 from sfbd.nets import build_denoiser
 from sfbd.nets.gaussian import GaussianDenoiser
 from sfbd.train import TrainState, ema_update, make_optimizer, train_stage
+
+KW = dict(batch_size=8, lr=1e-3, lr_warmup=0, ema_halflife=0.1, seed=0, progress=False)
 
 
 def _state(seed=0):
@@ -67,25 +72,76 @@ def test_ema_halflife_is_a_fraction_of_the_stage():
         assert torch.allclose(e - p, g * 0.5**4, atol=1e-5)
 
 
-def test_nonfinite_gradients_are_zeroed():
+def test_nonfinite_steps_are_skipped_without_moving_weights_or_adam():
     s = _state()
     data = torch.zeros(8, 2)
     data[:, 0] = float("nan")
     before = [p.clone() for p in s.model.parameters()]
-    train_stage(
-        s,
-        data,
-        steps=5,
-        batch_size=8,
-        lr=1e-3,
-        lr_warmup=0,
-        ema_halflife=0.1,
-        seed=0,
-        progress=False,
-    )
+    ema_before = [p.clone() for p in s.ema.parameters()]
+    train_stage(s, data, steps=5, **KW)
     for p, b in zip(s.model.parameters(), before, strict=True):
-        assert torch.isfinite(p).all()
-        assert torch.equal(p, b)  # every loss is NaN: all grads zeroed, so Adam never moves
+        assert torch.equal(p, b)  # every loss is NaN: every step skipped
+    for p, b in zip(s.ema.parameters(), ema_before, strict=True):
+        assert torch.equal(p, b)
+    assert s.skipped == 5 and s.step == 5
+    assert all(int(st["step"]) == 0 for st in s.optimizer.state.values())  # Adam never stepped
+
+
+def test_a_nan_row_in_the_data_skips_only_the_batches_that_draw_it():
+    g = torch.Generator().manual_seed(0)
+    data = 0.5 * torch.randn(400, 2, generator=g)
+    data[17] = float("nan")
+    s = _state()
+    logged = []
+    loss = train_stage(s, data, steps=60, log=lambda *a: logged.append(a), log_every=20, **KW)
+    # each batch of 8 from 400 rows holds row 17 with probability 1 - (399/400)^8 ~ 2%
+    assert 0 < s.skipped < 15
+    assert all(torch.isfinite(p).all() for p in s.model.parameters())
+    assert all(torch.isfinite(p).all() for p in s.ema.parameters())
+    assert loss == loss and [a[0] for a in logged] == [20, 40, 60]
+    assert logged[-1][2] == s.skipped  # the log reports the running count
+
+
+def test_persistent_nonfinite_steps_stop_the_run():
+    s = _state()
+    data = torch.full((8, 2), float("inf"))
+    with pytest.raises(SfbdError, match="12 consecutive steps had non-finite"):
+        train_stage(s, data, steps=30, max_skipped=12, log_every=12, **KW)
+    assert all(torch.isfinite(p).all() for p in s.model.parameters())
+
+
+def test_resuming_from_a_step_snapshot_is_bit_identical():
+    g = torch.Generator().manual_seed(1)
+    data = 0.5 * torch.randn(500, 2, generator=g)
+    kw = {**KW, "steps": 40, "seed": 9}
+    straight = _state()
+    loss = train_stage(straight, data, **kw)
+    snaps = {}
+    part = _state()
+    flag = StopFlag()
+
+    def keep(progress):
+        snaps["p"] = progress
+        snaps["w"] = copy.deepcopy((part.model.state_dict(), part.ema.state_dict()))
+        snaps["o"] = copy.deepcopy(part.optimizer.state_dict())
+        snaps["step"] = part.step
+        if progress.done == 21:
+            flag.set()
+
+    with pytest.raises(Interrupted, match="at step 21/40"):
+        train_stage(part, data, checkpoint=keep, checkpoint_every=7, stop=flag, **kw)
+    assert snaps["p"].done == 21  # the stop is honoured right after the checkpoint at 21
+    torch.manual_seed(123)  # the global generator is restored from the snapshot
+    resumed = _state(seed=5)
+    resumed.model.load_state_dict(snaps["w"][0])
+    resumed.ema.load_state_dict(snaps["w"][1])
+    resumed.optimizer.load_state_dict(snaps["o"])
+    resumed.step = snaps["step"]
+    assert train_stage(resumed, data, resume=snaps["p"], **kw) == loss
+    for a, b in zip(straight.model.parameters(), resumed.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    for a, b in zip(straight.ema.parameters(), resumed.ema.parameters(), strict=True):
+        assert torch.equal(a, b)
 
 
 def test_gaussian_model_trains_by_refitting():
