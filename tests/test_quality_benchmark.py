@@ -1,14 +1,163 @@
-"""End-to-end check of `benchmarks/quality.py --quick` (about 2 minutes on 2 CPU cores)."""
+"""Checks of `benchmarks/quality.py`: its helpers, the full suite's plan, and `--quick` end to end.
+
+The end-to-end `--quick` run takes about 3 minutes on 2 CPU cores; the other tests a few seconds.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import json
+import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from sfbd.config import dump_yaml, load_config
+from sfbd.data import load_problem
+from sfbd.pipeline import plan
 
 ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+
+
+@pytest.fixture()
+def quality(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """benchmarks/quality.py imported as a module (it imports its sibling gaussian_steps)."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    spec = importlib.util.spec_from_file_location("quality_under_test", BENCH / "quality.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def test_gaussian_w2_closed_form(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCH))
+    import gaussian_steps as gs
+
+    # 1-D: W2 = sqrt((m1 - m2)^2 + (s1 - s2)^2)
+    w = gs.gaussian_w2(np.array([0.5]), np.array([[4.0]]), np.array([-0.5]), np.array([[1.0]]))
+    assert w == pytest.approx(math.sqrt(1.0 + 1.0))
+    # commuting (diagonal) covariances: sum over coordinates
+    c1, c2 = np.diag([1.0, 9.0]), np.diag([4.0, 1.0])
+    w = gs.gaussian_w2(np.zeros(2), c1, np.zeros(2), c2)
+    assert w == pytest.approx(math.sqrt((1 - 2) ** 2 + (3 - 1) ** 2))
+    # symmetric, zero on equal arguments, and invariant under a common rotation
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, 3, 3))
+    s1, s2 = a @ a.T + 0.1 * np.eye(3), b @ b.T + 0.1 * np.eye(3)
+    m1, m2 = rng.standard_normal((2, 3))
+    q, _ = np.linalg.qr(rng.standard_normal((3, 3)))
+    w = gs.gaussian_w2(m1, s1, m2, s2)
+    assert w == pytest.approx(gs.gaussian_w2(m2, s2, m1, s1), rel=1e-6)
+    assert w == pytest.approx(gs.gaussian_w2(q @ m1, q @ s1 @ q.T, q @ m2, q @ s2 @ q.T), rel=1e-6)
+    assert gs.gaussian_w2(m1, s1, m1, s1) == pytest.approx(0.0, abs=1e-6)
+    e = gs.errors(gs.MU, gs.COV)
+    assert e == pytest.approx(
+        {"mean_err": 0.0, "cov_err": 0.0, "rel_cov_err": 0.0, "w2": 0.0}, abs=1e-6
+    )
+
+
+def test_digits_split_is_disjoint_and_scaled(quality: ModuleType) -> None:
+    from sklearn.datasets import load_digits
+
+    labels = load_digits().target
+    a, b = quality.digits_split_indices(labels)
+    assert len(np.intersect1d(a, b)) == 0
+    assert len(a) == len(labels) - len(labels) // 3
+    assert set(labels[b].tolist()) == set(quality.DIGITS_PRETRAIN_CLASSES)
+    assert len(b) > 200  # about half of the held-back third
+    problem, similar = quality.digits_split()
+    assert problem.shape == (len(a), 1, 8, 8) and similar.shape == (len(b), 1, 8, 8)
+    for x in (problem, similar):
+        assert x.dtype == np.float32 and x.min() >= -1.0 and x.max() <= 1.0
+
+
+def test_ring8_similar_lacks_two_modes(quality: ModuleType) -> None:
+    x = quality.ring8_similar(3000)
+    assert x.shape == (3000, 2) and x.dtype == np.float32
+    assert np.median(np.linalg.norm(x, axis=1)) == pytest.approx(1.0, abs=0.05)
+    mode = np.rint(np.arctan2(x[:, 1], x[:, 0]) / (np.pi / 4)).astype(int) % 8
+    counts = np.bincount(mode, minlength=8)
+    assert set(np.flatnonzero(counts)) == set(quality.RING8_MODES) == {0, 1, 2, 3, 4, 5}
+    assert counts[list(quality.RING8_MODES)].min() > 0.1 * len(x)
+
+
+class PlanRunner:
+    """Stands in for quality.Runner: validates each configuration, returns made-up metrics."""
+
+    def __init__(self, common: dict[str, str], out: Path) -> None:
+        self.common, self.out = common, out
+        self.configs: dict[str, tuple[str, object]] = {}
+        self.runs: dict[Path, object] = {}
+
+    def __call__(self, label: str, overrides: dict[str, str]) -> tuple[list[dict], Path]:
+        merged = {**self.common, **overrides}
+        cfg = load_config(overrides=[f"{k}={v}" for k, v in merged.items()])
+        digest = hashlib.sha1(dump_yaml(cfg).encode()).hexdigest()[:10]
+        self.configs.setdefault(digest, (label, cfg))
+        stages = []
+        for s in plan(cfg):
+            metrics = {"swd": 0.1 / (1 + s.iteration), "mmd": 1e-3}
+            if s.name == "update":
+                metrics["denoise_psnr"] = 20.0
+            stages.append({"iteration": s.iteration, "stage": s.name, "metrics": metrics})
+            stages[-1]["seconds"] = 1.0
+        return stages, self.out / digest
+
+
+def test_full_suite_plan_is_valid(quality: ModuleType, tmp_path: Path) -> None:
+    """Every configuration of the full suite (but section 5, which reads checkpoints) validates,
+    and its tables and sentences are made, without training anything."""
+    suite = quality.SUITES["full"]
+    files = quality.make_data(tmp_path)
+    runner = PlanRunner(suite.common, tmp_path / "runs")
+    res, _ = quality.section_methods(runner, suite, suite.seeds, suite.image_seeds, files)
+    assert len(res["digits"]["sfbd"]) == 3  # digits at 3 seeds
+    t1, t2, s1 = quality.methods_tables(res)
+    assert "| digits | sfbd k=3 |" in t1 and "datasets" in s1
+    std = {ds: 0.01 for ds in res}
+    t, data, s = quality.section_samplers(runner, suite, std["ring8"])
+    assert [(d["sampler"], d["steps"]) for d in data] == [
+        ("heun", 18),
+        ("heun", 32),
+        ("heun", 64),
+        ("sde", 64),
+        ("sde", 256),
+    ]
+    quality.section_fractions(runner, suite)
+    quality.section_sigmas(runner, suite)
+    n_before = len(runner.configs)
+    t, pre, _, sentences = quality.section_pretrain(runner, suite, files, std)
+    assert set(pre) == {"ring8", "digits"} and len(sentences) == 2
+    assert len(runner.configs) == n_before + 4  # 2 new runs per set; the rest is section 1's
+    pretrain_cfgs = [c for _, c in runner.configs.values() if c.data.pretrain is not None]
+    assert {Path(c.data.pretrain).name for c in pretrain_cfgs} == {
+        "ring8-similar.npy",
+        "digits-similar.npy",
+    }
+    assert all(c.data.clean_fraction == 0 for c in pretrain_cfgs)
+    assert {c.method for c in pretrain_cfgs} == {"sfbd", "clean-only"}
+    for cfg in pretrain_cfgs:  # the data load: no clean samples, a similar set of the same shape
+        prob = load_problem(cfg)
+        assert len(prob.clean) == 0 and prob.pretrain is not None and len(prob.pretrain) > 200
+        assert prob.pretrain.shape[1:] == prob.noisy.shape[1:]
+    digits = [c for _, c in runner.configs.values() if str(c.data.source).endswith("digits.npy")]
+    assert len(digits) == 3 * 4 + 2
+
+
+# --------------------------------------------------------------------------- end to end
 
 
 def test_quality_quick(tmp_path: Path) -> None:
@@ -19,7 +168,7 @@ def test_quality_quick(tmp_path: Path) -> None:
     )
     cmd = [
         sys.executable,
-        str(ROOT / "benchmarks" / "quality.py"),
+        str(BENCH / "quality.py"),
         "--quick",
         "--out",
         str(tmp_path / "runs"),
@@ -35,13 +184,42 @@ def test_quality_quick(tmp_path: Path) -> None:
         "| dataset | method | swd | mmd | denoise_psnr (dB) |",
         "| dataset | swd clean-only | swd sfbd (final) | swd oracle | gap closed |",
         "| sampler | sample.steps | final swd |",
+        "| heun | 18 |",
+        "| heun | 32 |",
+        "| heun | 64 |",
+        "| sde | 64 |",
         "| clean fraction | clean-only swd | sfbd final swd |",
         "| τ (data.sigma) | noisy-only swd (0% clean) | sfbd final swd (2% clean) |",
+        "## 5. Exact distance to the truth",
+        "| method | ‖μ − μ*‖ | ‖Σ − Σ*‖_F / ‖Σ*‖_F | W2 to the truth |",
+        "| sfbd k=4 |",
+        "## 6. Pretraining on a similar dataset",
+        "| dataset | method (seed 0) | swd | mmd | denoise_psnr (dB) |",
+        "| ring8 | sfbd, pretrained on the similar set (0 clean) k=2 |",
+        "| ring8 | pretrain-only (similar set, 0 clean) |",
     ):
         assert header in text, header
     for word in ("oracle", "clean-only", "noisy-only", "sfbd", "ring8", "gmm8", "command"):
         assert word in text, word
-    for name in ("quality-swd.png", "quality-sweeps.png", "quality-ring8-samples.png"):
+    # one sentence per section, written from the numbers
+    for start in (
+        "SFBD's final mean swd is",
+        "Final swd ranges from",
+        "SFBD's final swd is below clean-only's at",
+        "SFBD with 2% clean samples ends below noisy-only at",
+        "With the exact denoiser, SFBD's W2",
+        "- ring8: SFBD pretrained on the similar set",
+    ):
+        assert start in text, start
+    assert not re.search(r"\bnan\b", text, flags=re.IGNORECASE), "NaN in the results"
+    for name in (
+        "quality-swd.png",
+        "quality-sweeps.png",
+        "quality-ring8-samples.png",
+        "quality-gaussian.png",
+        "quality-pretrain.png",
+        "quality-pretrain-ring8-samples.png",
+    ):
         png = tmp_path / name
         assert png.is_file() and png.stat().st_size > 1000, name
         assert f"({name})" in text, name
@@ -51,3 +229,44 @@ def test_quality_quick(tmp_path: Path) -> None:
     # training on the clean originals must beat training on the noisy samples as if clean
     assert ring8["oracle"][0] < ring8["noisy-only"][0], ring8
     assert len(summary["sfbd_swd_per_iteration"]["ring8"][0]) == 3  # k = 0, 1, 2
+
+    # section 2: heun at 18/32/64 steps and sde at 64, finite metrics and positive times
+    samplers = summary["samplers"]
+    assert {(d["sampler"], d["steps"]) for d in samplers} >= {
+        ("heun", 18),
+        ("heun", 32),
+        ("heun", 64),
+        ("sde", 64),
+    }
+    for d in samplers:
+        assert 0 < d["swd"] < 1 and math.isfinite(d["mmd"]) and d["seconds"] > 0, d
+
+    # section 5: exact distances; SFBD's fitted Gaussian approaches the truth over k
+    gauss = summary["gaussian"]
+    sfbd = gauss["sfbd"][0]
+    assert len(sfbd) == 5  # k = 0..4
+    for errs in [*sfbd, *(gauss[m][0][-1] for m in ("oracle", "clean-only", "noisy-only"))]:
+        assert all(math.isfinite(v) and v >= 0 for v in errs.values()), errs
+    assert sfbd[-1]["w2"] < 0.5 * sfbd[0]["w2"], sfbd
+    assert sfbd[-1]["rel_cov_err"] < sfbd[0]["rel_cov_err"], sfbd
+    assert sfbd[-1]["w2"] < gauss["noisy-only"][0][-1]["w2"]  # noisy-only fits Σ + τ² I
+    assert gauss["oracle"][0][-1]["w2"] < gauss["clean-only"][0][-1]["w2"]  # 98,000 vs 78 fits
+    assert sfbd[0]["w2"] == pytest.approx(gauss["clean-only"][0][-1]["w2"])  # both fit the clean
+
+    # section 6: per-k metrics of SFBD pretrained on the similar set, and its baselines
+    pre = summary["pretrain"]["ring8"]
+    assert set(pre) == {
+        "sfbd+pretrain",
+        "sfbd",
+        "pretrain-only",
+        "clean-only",
+        "noisy-only",
+        "oracle",
+    }
+    assert len(pre["sfbd+pretrain"]) == 3 and len(pre["sfbd"]) == 3
+    for stages in pre.values():
+        for m in stages:
+            assert 0 < m["swd"] < 1 and math.isfinite(m["mmd"]), m
+    assert all(math.isfinite(m["denoise_psnr"]) for m in pre["sfbd+pretrain"][1:])
+    # the clean-subset runs are section 1's (reused, same numbers)
+    assert pre["sfbd"][-1]["swd"] == summary["sfbd_swd_per_iteration"]["ring8"][0][-1]
