@@ -32,7 +32,7 @@ def _readme_table() -> dict[str, str]:
     """{key: default text} from the rows of the README's configuration reference table."""
     text = (ROOT / "README.md").read_text()
     section = text.split("## Configuration reference", 1)[1].split("\n## ", 1)[0]
-    rows = re.findall(r"^\| `([a-z_.]+)` \| `([^`]*)` \|", section, flags=re.M)
+    rows = re.findall(r"^\| `([a-z0-9_.]+)` \| `([^`]*)` \|", section, flags=re.M)
     return dict(rows)
 
 

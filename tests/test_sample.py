@@ -127,3 +127,54 @@ def test_keyed_noise_used_for_start():
     z = keyed_randn(torch.arange(3), (2,), stream=9, counter=0, dtype=torch.float64)
     x2 = heun_sampler(m, grid[0].item() * z, grid)
     assert torch.allclose(x, x2)
+
+
+def _meta_denoiser():
+    """A real network (EDM-preconditioned MLP) living on the meta device: any op that reads a
+    tensor's value on the host (.item(), float(t), bool(t), .tolist()) raises there."""
+    from sfbd.nets import build_denoiser
+
+    torch.manual_seed(0)
+    return build_denoiser("mlp", {"shape": [3], "hidden": 8, "layers": 1}).to("meta")
+
+
+@pytest.mark.parametrize("sampler", ["heun", "sde"])
+def test_step_loops_never_read_tensor_values(sampler):
+    # Meta tensors have shapes but no values, so reading one on the host fails: the loop runs
+    # here only if no step synchronises (the CUDA-graph / compile friendliness we rely on).
+    den = _meta_denoiser()
+    y = torch.empty(4, 3, device="meta")
+    keys = torch.arange(4, device="meta")
+    out = backward_sample(den, y, 0.59, edm_sigmas(18), keys=keys, stream=1, sampler=sampler)
+    assert out.shape == (4, 3) and out.device.type == "meta" and out.dtype == torch.float32
+    out = sample_from_noise(den, keys, (3,), edm_sigmas(6), stream=1, sampler=sampler)
+    assert out.shape == (4, 3) and out.device.type == "meta"
+    # the guard is live: a host read of a meta tensor does raise
+    with pytest.raises((RuntimeError, NotImplementedError)):
+        float(y[0, 0])
+
+
+def _sde_float64_noise(den, x, sigmas):
+    # noise deliberately float64 and deterministic (a fixed ramp per step)
+    return sde_sampler(
+        den, x, sigmas, lambda step: torch.full(x.shape, 0.1 * step, dtype=torch.float64)
+    )
+
+
+@pytest.mark.parametrize("sampler", [heun_sampler, _sde_float64_noise])
+def test_state_keeps_input_dtype_whatever_the_denoiser_returns(sampler):
+    m = _gauss(d=2)
+
+    def promoting(x, sigma):  # a denoiser answering in float64 whatever it is given
+        return m(x.double(), sigma.double())
+
+    y = torch.randn(6, 2)
+    sig = truncate_sigmas(edm_sigmas(18), 0.5)
+    out = sampler(promoting, y, sig)
+    assert out.dtype == torch.float32
+    ref = sampler(promoting, y.double(), sig)
+    assert torch.allclose(out.double(), ref, atol=1e-5)
+    # a float32 grid or a plain list gives the same levels
+    assert torch.equal(
+        sampler(promoting, y, sig.float().tolist()), sampler(promoting, y, sig.float())
+    )

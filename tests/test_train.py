@@ -128,9 +128,9 @@ def test_resuming_from_a_step_snapshot_is_bit_identical():
         if progress.done == 21:
             flag.set()
 
-    with pytest.raises(Interrupted, match="at step 21/40"):
+    with pytest.raises(Interrupted, match="at step 22/40"):
         train_stage(part, data, checkpoint=keep, checkpoint_every=7, stop=flag, **kw)
-    assert snaps["p"].done == 21  # the stop is honoured right after the checkpoint at 21
+    assert snaps["p"].done == 22  # checkpoints at 7, 14, 21 and, for the stop, at 22
     torch.manual_seed(123)  # the global generator is restored from the snapshot
     resumed = _state(seed=5)
     resumed.model.load_state_dict(snaps["w"][0])
@@ -162,3 +162,42 @@ def test_gaussian_model_trains_by_refitting():
     )
     assert out != out  # NaN: no loss for the analytic model
     assert torch.allclose(s.ema.mean, torch.ones(2, dtype=torch.float64), atol=0.02)
+
+
+def _ddp_train(rank, world, out, micro):
+    from torch.nn.parallel import DistributedDataParallel
+
+    s = _state()
+    s.forward = DistributedDataParallel(s.model)
+    data = 0.5 * torch.randn(300, 2, generator=torch.Generator().manual_seed(2))
+    kw = {**KW, "batch_size": 16, "seed": 4}
+    loss = train_stage(s, data, steps=25, micro_batch=micro, **kw)
+    if rank == 0:
+        torch.save({"loss": loss, "params": [p.detach() for p in s.model.parameters()]}, out)
+
+
+@pytest.mark.parametrize("world,micro", [(2, None), (2, 3), (3, 4)])
+def test_ddp_equals_one_process_with_the_same_global_batch(tmp_path, world, micro):
+    from ddp_helpers import run_ranks
+
+    single = _state()
+    data = 0.5 * torch.randn(300, 2, generator=torch.Generator().manual_seed(2))
+    loss = train_stage(single, data, steps=25, **{**KW, "batch_size": 16, "seed": 4})
+    run_ranks(world, _ddp_train, tmp_path / "ddp.pt", micro)
+    got = torch.load(tmp_path / "ddp.pt")
+    assert abs(got["loss"] - loss) < 1e-5 * max(1.0, abs(loss))
+    for a, b in zip(single.model.parameters(), got["params"], strict=True):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-5), (a - b).abs().max()
+    start = _state().model.parameters()
+    moved = max((a - b).abs().max() for a, b in zip(single.model.parameters(), start, strict=True))
+    assert moved > 1e-3  # the comparison is not between untrained networks
+
+
+def test_gradient_accumulation_in_one_process_equals_the_whole_batch():
+    data = 0.5 * torch.randn(300, 2, generator=torch.Generator().manual_seed(2))
+    kw = {**KW, "batch_size": 16, "seed": 4, "steps": 10}
+    whole, acc = _state(), _state()
+    train_stage(whole, data, **kw)
+    train_stage(acc, data, micro_batch=5, **kw)  # 5 + 5 + 5 + 1... as 4 near-equal parts
+    for a, b in zip(whole.model.parameters(), acc.model.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-5)

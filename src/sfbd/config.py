@@ -23,6 +23,7 @@ from sfbd.errors import ConfigError
 
 METHODS = ("sfbd", "clean-only", "noisy-only", "oracle")
 SAMPLERS = ("heun", "sde")
+SWITCHES = ("auto", "on", "off")  # fast.* settings
 # model.kind values; ddpmpp/ncsnpp are EDM's SongUNet presets, adm the Dhariwal-Nichol U-Net
 MODEL_KINDS = ("auto", "mlp", "unet", "ddpmpp", "ncsnpp", "adm", "gaussian")
 AUGMENTED_KINDS = ("ddpmpp", "ncsnpp", "adm")  # networks that take augmentation labels
@@ -86,6 +87,8 @@ class TrainConfig:
     log_every: int = 100  # steps between training-loss records in log.jsonl
     checkpoint_every: int = 1000  # steps between step checkpoints (resume mid-stage; 0: never)
     max_skipped: int = 50  # consecutive non-finite steps (skipped) before the run stops
+    micro_batch: int | None = None  # most samples per forward pass per process (gradient
+    #                                 accumulation above it); None: the whole share at once
 
 
 @dataclass
@@ -94,6 +97,14 @@ class SampleConfig:
     steps: int = 64  # steps of the full EDM schedule; the part below tau is what runs
     batch_size: int = 4096  # samples per sampler batch
     shard_size: int = 16384  # denoised samples per shard file (the unit of resume and of DDP)
+
+
+@dataclass
+class FastConfig:
+    bf16: str = "auto"  # bfloat16 autocast of the training forward pass (auto: on for CUDA)
+    channels_last: str = "auto"  # NHWC memory format for image networks (auto: on for CUDA)
+    compile: str = "auto"  # torch.compile the network for training and sampling (auto: CUDA)
+    fused_adam: str = "auto"  # fused Adam kernel (auto: where this torch has one)
 
 
 @dataclass
@@ -124,6 +135,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     sfbd: SfbdConfig = field(default_factory=SfbdConfig)
+    fast: FastConfig = field(default_factory=FastConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
@@ -400,6 +412,11 @@ def validate(cfg: Config) -> None:
     _check(cfg.train.log_every >= 1, "train.log_every must be >= 1")
     _check(cfg.train.checkpoint_every >= 0, "train.checkpoint_every must be >= 0 (0: never)")
     _check(cfg.train.max_skipped >= 1, "train.max_skipped must be >= 1")
+    for key in ("bf16", "channels_last", "compile", "fused_adam"):
+        value = getattr(cfg.fast, key)
+        _check(value in SWITCHES, f"fast.{key} must be one of {', '.join(SWITCHES)}, not {value!r}")
+    mb = cfg.train.micro_batch
+    _check(mb is None or mb >= 1, "train.micro_batch must be >= 1 or null")
     _check(cfg.sample.shard_size >= 1, "sample.shard_size must be >= 1")
     _check(cfg.data.image_size >= 1, "data.image_size must be >= 1")
     _check(cfg.eval.fid_samples >= 2, "eval.fid_samples must be >= 2")

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import yaml
 
-from sfbd import faults, report
+from sfbd import distributed, fast, faults, report
 from sfbd.atomic import atomic_write_text, save_npy, save_npz
 from sfbd.augment import Augment
 from sfbd.checkpoint import (
@@ -112,8 +112,21 @@ class Run:
         self.out = Path(out)
         self.progress = progress
         self.stages = plan(cfg)
+        self.dist = distributed.info()  # rank 0 of 1 unless started by torchrun
+        self.main = self.dist.is_main
         self.device = resolve_device(cfg.device)
+        if self.dist.distributed and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
         self.grid = edm_sigmas(cfg.sample.steps, device=self.device)
+        self.stop = NEVER
+        f = cfg.fast
+        self.fast = fast.resolve(
+            self.device,
+            bf16=f.bf16,
+            channels_last=f.channels_last,
+            compile=f.compile,
+            fused_adam=f.fused_adam,
+        )
 
     # -- run directory -------------------------------------------------------------------
     def _check_directory(self, force: bool) -> None:
@@ -131,7 +144,9 @@ class Run:
                         f"(differs in {', '.join(diff)}); use another --out, or --force to "
                         "start over"
                     )
-                self.clear()
+                distributed.barrier()  # every rank has read the old config before it goes
+                if self.main:
+                    self.clear()
         elif self.out.exists() and any(self.out.iterdir()) and not force:
             raise SfbdError(
                 f"{self.out} exists and is not an sfbd run directory; use another --out or --force"
@@ -170,51 +185,79 @@ class Run:
         prob = load_problem(self.cfg)  # before anything is written: bad input leaves no trace
         check_fid(self.cfg, prob)
         parameter_count(self.cfg, prob.shape)  # a network that cannot be built fails here
-        self._log(f"{self.cfg.method}: {prob.summary()}; device {self.device}")
-        self.out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.out / "config.yaml", dump_yaml(self.cfg))
+        world = f" x {self.dist.world_size} processes" if self.dist.distributed else ""
+        self._log(f"{self.cfg.method}: {prob.summary()}; device {self.device}{world}")
+        distributed.barrier()
         self.manifest = Manifest(self.out)
-        done = self._verified(self.metrics())
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.out / "config.yaml", dump_yaml(self.cfg))
+            done = self._verified(self.metrics())
+        done = distributed.broadcast_object(done if self.main else None)
+        distributed.barrier()
         if len(done) >= len(self.stages):
             self._log(f"all {len(self.stages)} stages already finished in {self.out}")
             return done
-        self.runlog = RunLog(self.out)
-        self.fid = FID(self.cfg, prob, self.out, self.device) if self.cfg.eval.fid else None
+        self.runlog = RunLog(self.out) if self.main else _NullLog()
+        use_fid = self.cfg.eval.fid and self.main
+        self.fid = FID(self.cfg, prob, self.out, self.device) if use_fid else None
         state = self._initial_state(prob, len(done))
         try:
             for ran, stage in enumerate(self.stages[len(done) :]):
                 if max_stages is not None and ran >= max_stages:
                     self._log(f"stopped after {len(done)} stage(s); rerun to continue")
                     break
-                entry = self._run_stage(stage, state, prob)
+                entry = distributed.broadcast_object(self._run_stage(stage, state, prob))
                 faults.point("stage.end")
                 done.append(entry)
-                self._write_metrics(done)
-                self._plots(prob, done)
-                entry = done[-1]
-                self.runlog.event("stage", **entry)
-                for k, v in entry["metrics"].items():
-                    self.runlog.scalar(f"metrics/{k}", v, stage.iteration)
+                if self.main:
+                    self._write_metrics(done)
+                    self._plots(prob, done)
+                    self.runlog.event("stage", **entry)
+                    for k, v in entry["metrics"].items():
+                        self.runlog.scalar(f"metrics/{k}", v, stage.iteration)
                 m = ", ".join(f"{k} {v:.4g}" for k, v in entry["metrics"].items())
                 secs = entry["seconds"]
                 self._log(f"stage {stage.iteration} ({stage.name}) done in {secs:.1f}s: {m}")
-                stop.check(f"after stage {stage.iteration}")
+                distributed.barrier()
+                if self._stop_requested():
+                    stop.set(stop.signal or 15)
+                    stop.check(f"after stage {stage.iteration}")
         finally:
             self.runlog.close()
         return done
 
+    def _stop_requested(self) -> bool:
+        """Whether any rank was asked to stop (all ranks get the same answer)."""
+        if not self.dist.distributed:
+            return self.stop.is_set()
+        flag = torch.tensor(float(self.stop.is_set()), device=self.device)
+        return bool(distributed.all_reduce_sum(flag) > 0)
+
     def _initial_state(self, prob: Problem, n_done: int) -> TrainState:
-        if n_done == 0:
-            model = build_model(self.cfg, prob.shape, self.device)
-            ema = build_model(self.cfg, prob.shape, self.device).eval()
-            ema.load_state_dict(model.state_dict())
-            return TrainState(model, ema, make_optimizer(model, self.cfg.train.lr))
-        model = build_model(self.cfg, prob.shape, self.device)
-        ema = build_model(self.cfg, prob.shape, self.device).eval()
-        state = TrainState(model, ema, make_optimizer(model, self.cfg.train.lr))
-        stem = self.checkpoint_stem(self.stages[n_done - 1].iteration)
-        meta = self._restore(state, stem)
-        self._log(f"resuming after stage {meta['iteration']} from {stem}")
+        fp = self.fast
+        model = fast.to_channels_last(
+            build_model(self.cfg, prob.shape, self.device), fp.channels_last
+        )
+        ema = fast.to_channels_last(
+            build_model(self.cfg, prob.shape, self.device), fp.channels_last
+        )
+        ema.load_state_dict(model.state_dict())
+        ema.eval()
+        optimizer = make_optimizer(model, self.cfg.train.lr, fused=fp.fused_adam)
+        state = TrainState(model, ema, optimizer)
+        if n_done > 0:
+            stem = self.checkpoint_stem(self.stages[n_done - 1].iteration)
+            meta = self._restore(state, stem)
+            self._log(f"resuming after stage {meta['iteration']} from {stem}")
+        if self.dist.distributed and state.optimizer is not None:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            state.forward = DistributedDataParallel(model, device_ids=ids)
+        if fp.compile and state.optimizer is not None:
+            fast.maybe_compile(model, True)  # in place: checkpoints keep plain parameter names
+            fast.maybe_compile(ema, True)
         return state
 
     def _restore(self, state: TrainState, stem: Path) -> dict:
@@ -280,7 +323,7 @@ class Run:
         assert prob.noisy_truth is not None
         return np.concatenate([prob.clean, prob.noisy_truth])  # oracle
 
-    def _run_stage(self, stage: Stage, state: TrainState, prob: Problem) -> dict:
+    def _run_stage(self, stage: Stage, state: TrainState, prob: Problem) -> dict | None:
         cfg, t0 = self.cfg, time.perf_counter()
         k = stage.iteration
         denoised = None
@@ -292,6 +335,8 @@ class Run:
         else:
             loss, skipped = trained["train_loss"], trained["skipped_steps"]
             self._log(f"stage {k} ({stage.name}) already trained: evaluating")
+        if not self.main:
+            return None  # rank 0 evaluates, writes and records the stage
         samples = generate(
             state.ema,
             cfg.eval.num_samples,
@@ -337,6 +382,9 @@ class Run:
         step_stem = self.out / "checkpoints" / STEP_CHECKPOINT
 
         def save_step(progress: StageProgress) -> None:
+            if not self.main:
+                distributed.barrier()
+                return
             meta = {
                 "iteration": k,
                 "stage": stage.name,
@@ -347,6 +395,7 @@ class Run:
             save_checkpoint(
                 step_stem, state.model, state.ema, state.optimizer, meta, progress.tensors()
             )
+            distributed.barrier()
 
         def log(step: int, loss: float, skipped: int) -> None:
             self.runlog.scalar("train/loss", loss, step)
@@ -371,6 +420,9 @@ class Run:
             checkpoint_every=cfg.train.checkpoint_every,
             stop=self.stop,
             max_skipped=cfg.train.max_skipped,
+            micro_batch=cfg.train.micro_batch,
+            bf16=self.fast.bf16,
+            channels_last=self.fast.channels_last,
         )
         skipped = state.skipped - skipped_before
         meta = {
@@ -384,9 +436,12 @@ class Run:
             "train_loss": None if math.isnan(loss) else loss,
             "skipped_steps": skipped,
         }
-        save_checkpoint(self.checkpoint_stem(k), state.model, state.ema, state.optimizer, meta)
-        for suffix in (".json", ".safetensors"):  # JSON first: no JSON, no step checkpoint
-            step_stem.with_suffix(suffix).unlink(missing_ok=True)
+        if self.main:
+            stem = self.checkpoint_stem(k)
+            save_checkpoint(stem, state.model, state.ema, state.optimizer, meta)
+            for suffix in (".json", ".safetensors"):  # JSON first: no JSON, no step checkpoint
+                step_stem.with_suffix(suffix).unlink(missing_ok=True)
+        distributed.barrier()
         return meta["train_loss"], skipped
 
     def _trained(self, k: int, state: TrainState) -> dict | None:
@@ -429,17 +484,27 @@ class Run:
         folder = self._denoised_dir(k)
         n, size = len(prob.noisy), self.cfg.sample.shard_size
         shards = [range(s, min(n, s + size)) for s in range(0, n, size)]
+        rank, world = self.dist.rank, self.dist.world_size
         parts: dict[int, np.ndarray] = {}
-        for r in shards:
-            x = self._read_shard(folder, r, prob.shape)
+        for i, r in enumerate(shards):  # each rank checks (and may redo) only its own shards
+            x = self._read_shard(folder, r, prob.shape) if i % world == rank else None
             if x is not None:
                 parts[r.start] = x
-        todo = [r for r in shards if r.start not in parts]
+        mine = distributed.my_shards(shards, rank, world)
+        todo = [r for r in mine if r.start not in parts]
         if todo:
             self._check_disk(folder, sum(len(r) for r in todo) * math.prod(prob.shape) * 4)
         if parts and todo:
-            self._log(f"stage {k}: {len(parts)} of {len(shards)} denoised shards kept")
-        for r in todo:
+            self._log(f"stage {k}: {len(parts)} of {len(mine)} denoised shards kept")
+        # under DDP the ranks agree on a stop request after each round of shards
+        stop = self.stop if not self.dist.distributed else NEVER
+        rounds = len(distributed.my_shards(shards, 0, world))
+        for j in range(rounds):
+            r = mine[j] if j < len(mine) else None
+            if r is None or r.start in parts:
+                if self.dist.distributed and self._stop_requested():
+                    self.stop.check(f"during stage {k} denoising")
+                continue
             x = denoise_all(
                 state.ema,
                 torch.as_tensor(prob.noisy[r.start : r.stop]),
@@ -451,14 +516,27 @@ class Run:
                 keys=torch.arange(r.start, r.stop),
                 desc=f"stage {k} update: denoise {r.start}-{r.stop - 1} of {n}",
                 progress=self.progress,
-                stop=self.stop,
+                stop=stop,
             ).numpy()
             save_npz(_shard_path(folder, r), index=np.arange(r.start, r.stop), x=x)
             faults.point("denoise.shard")
             parts[r.start] = x
+            if self.dist.distributed and self._stop_requested():
+                self.stop.set(self.stop.signal or 15)
+                self.stop.check(f"during stage {k} denoising")
+        if self.dist.distributed:
+            distributed.barrier()  # every shard is written: read the other ranks' ones
+            for r in shards:
+                if r.start not in parts:
+                    x = self._read_shard(folder, r, prob.shape, redo=False)
+                    if x is None:
+                        raise SfbdError(f"denoised shard {_shard_path(folder, r)} is missing")
+                    parts[r.start] = x
         return np.concatenate([parts[r.start] for r in shards]) if shards else prob.noisy.copy()
 
-    def _read_shard(self, folder: Path, r: range, shape: tuple[int, ...]) -> np.ndarray | None:
+    def _read_shard(
+        self, folder: Path, r: range, shape: tuple[int, ...], redo: bool = True
+    ) -> np.ndarray | None:
         """A shard's samples if its file is complete and holds exactly the indices of ``r``."""
         path = _shard_path(folder, r)
         if not path.is_file():
@@ -474,6 +552,8 @@ class Run:
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             ok, why = False, f"unreadable: {type(exc).__name__}"
         if not ok:
+            if not redo:
+                raise SfbdError(f"denoised shard {path} {why}")
             self._log(f"denoised shard {path.name} {why}; redoing it", force=True)
             path.unlink()
             return None
@@ -530,11 +610,26 @@ class Run:
             report.scatter_panels_png(self.out / "stages.png", panels, reference=prob.reference)
 
     def _log(self, msg: str, *, force: bool = False) -> None:
-        """Progress messages (hidden by --quiet); warnings about redone work always shown."""
+        """Progress messages (hidden by --quiet); warnings about redone work always shown.
+        Under torchrun only rank 0 speaks."""
+        if not self.main:
+            return
         if force:
             print(f"sfbd: {msg}", file=sys.stderr, flush=True)
         elif self.progress:
             print(msg, flush=True)
+
+
+class _NullLog:
+    """The run log of ranks other than 0: they record nothing."""
+
+    def scalar(self, *args: object) -> None: ...
+
+    def image(self, *args: object) -> None: ...
+
+    def event(self, *args: object, **kwargs: object) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def _shard_path(folder: Path, r: range) -> Path:

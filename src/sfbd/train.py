@@ -12,19 +12,27 @@ A step whose loss or gradients are not finite is skipped (no Adam update, no EMA
 counted and logged; ``max_skipped`` consecutive skipped steps stop the run with an error rather
 than writing NaN weights. With fused Adam the skip happens on the device (Adam's ``found_inf``)
 and the step loop never waits for the device except at log and checkpoint intervals.
-The analytic Gaussian denoiser "trains" by refitting its moments.
+
+Under ``torchrun`` (:mod:`sfbd.distributed`) every rank draws the same global batch and its
+noise from the same generator and trains on its own contiguous slice, split into
+micro-batches of at most ``micro_batch`` samples with weights that make DDP's averaged,
+accumulated gradient the gradient of the global-batch mean loss: the result equals one process
+with the same global batch up to float summation order. The analytic Gaussian denoiser "trains"
+by refitting its moments.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+import torch.distributed as torch_dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from sfbd import faults
+from sfbd import distributed, fast, faults
 from sfbd.diffusion.loss import EDMLoss
 from sfbd.errors import SfbdError
 from sfbd.interrupt import NEVER, StopFlag
@@ -40,6 +48,8 @@ class TrainState:
     optimizer: torch.optim.Optimizer | None = None
     step: int = 0  # optimizer steps taken over all stages (drives the warm-up)
     skipped: int = 0  # steps skipped for non-finite loss or gradients, over all stages
+    forward: nn.Module | None = None  # what runs the training forward pass (compiled/DDP
+    #                                   wrapper of ``model``); None: ``model`` itself
     losses: list[float] = field(default_factory=list)
 
 
@@ -56,6 +66,7 @@ class StageProgress:
     generator: torch.Tensor | None = None  # state of the batch/noise generator
     torch_rng: torch.Tensor | None = None  # global CPU generator (dropout on CPU)
     cuda_rng: torch.Tensor | None = None  # current CUDA device's generator (dropout on GPU)
+    rank_rngs: dict[str, torch.Tensor] = field(default_factory=dict)  # other ranks' (DDP)
 
     COUNTERS = ("done", "tail_sum", "window", "skipped", "streak", "worst")
 
@@ -64,27 +75,27 @@ class StageProgress:
 
     def tensors(self) -> dict[str, torch.Tensor]:
         out = {"generator": self.generator, "torch_rng": self.torch_rng, "cuda_rng": self.cuda_rng}
-        return {k: v for k, v in out.items() if v is not None}
+        return {**{k: v for k, v in out.items() if v is not None}, **self.rank_rngs}
 
     @classmethod
     def restore(cls, meta: dict, tensors: dict[str, torch.Tensor]) -> StageProgress:
         p = cls(**{k: meta[k] for k in cls.COUNTERS})
-        for k in ("generator", "torch_rng", "cuda_rng"):
-            if k in tensors:
-                setattr(p, k, tensors[k].cpu().to(torch.uint8))
+        for k, v in tensors.items():
+            v = v.cpu().to(torch.uint8)
+            if k in ("generator", "torch_rng", "cuda_rng"):
+                setattr(p, k, v)
+            elif k.startswith(("torch_rng.r", "cuda_rng.r")):
+                p.rank_rngs[k] = v
         return p
 
 
-def make_optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer | None:
-    """Adam (betas 0.9/0.999, eps 1e-8) for networks, fused where this torch supports it;
-    None for the analytic model."""
+def make_optimizer(
+    model: nn.Module, lr: float, fused: bool | None = None
+) -> torch.optim.Optimizer | None:
+    """Adam (betas 0.9/0.999, eps 1e-8) for networks, fused where supported unless ``fused``
+    says otherwise; None for the analytic model."""
     params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        return None
-    try:
-        return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, fused=True)
-    except (RuntimeError, TypeError):  # older torch on CPU: no fused kernel
-        return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=1e-8)
+    return fast.make_adam(params, lr, fused=fused) if params else None
 
 
 @torch.no_grad()
@@ -107,15 +118,28 @@ def nonfinite(loss: torch.Tensor, params: list[nn.Parameter]) -> torch.Tensor:
     grads = [p.grad for p in params if p.grad is not None]
     bad = ~torch.isfinite(loss)
     if grads:
-        bad = bad | ~torch.isfinite(torch.stack(torch._foreach_norm(grads)).sum())
+        bad = bad | fast.nonfinite_flag(grads).to(device=loss.device, dtype=torch.bool)
     return bad
 
 
 def _capture_rng(device: torch.device) -> dict[str, torch.Tensor]:
-    out = {"torch_rng": torch.get_rng_state()}
+    """Dropout generators of every rank: rank 0's as torch_rng/cuda_rng, rank r's with '.rR'."""
+    mine = {"torch_rng": torch.get_rng_state()}
     if device.type == "cuda":
-        out["cuda_rng"] = torch.cuda.get_rng_state(device)
+        mine["cuda_rng"] = torch.cuda.get_rng_state(device)
+    out: dict[str, torch.Tensor] = {}
+    for r, states in enumerate(distributed.all_gather_object(mine)):
+        out.update({(k if r == 0 else f"{k}.r{r}"): v.cpu() for k, v in states.items()})
     return out
+
+
+def _restore_rng(pr: StageProgress, device: torch.device, rank: int) -> None:
+    suffix = "" if rank == 0 else f".r{rank}"
+    states = pr.tensors() if rank == 0 else pr.rank_rngs
+    if f"torch_rng{suffix}" in states:
+        torch.set_rng_state(states[f"torch_rng{suffix}"])
+    if f"cuda_rng{suffix}" in states and device.type == "cuda":
+        torch.cuda.set_rng_state(states[f"cuda_rng{suffix}"], device)
 
 
 def train_stage(
@@ -138,6 +162,10 @@ def train_stage(
     checkpoint_every: int = 0,
     stop: StopFlag = NEVER,
     max_skipped: int = 50,
+    micro_batch: int | None = None,
+    bf16: bool = False,
+    channels_last: bool = False,
+    stop_sync_every: int = 10,
 ) -> float:
     """Train ``state`` in place on ``data`` (N, *) for ``steps`` steps; returns the mean loss
     of the last 10% of steps (NaN for the analytic model, which is refitted instead).
@@ -147,6 +175,9 @@ def train_stage(
     ``resume`` continues a stage from a step checkpoint (``state`` already restored from it);
     ``checkpoint(progress)`` is called every ``checkpoint_every`` steps (0: never) and, before
     :class:`~sfbd.interrupt.Interrupted` is raised, when ``stop`` is set.
+    ``micro_batch`` caps the samples per forward pass (gradient accumulation); ``bf16`` runs
+    the forward pass under bfloat16 autocast (weights stay float32). Under DDP the ranks agree
+    on a stop request every ``stop_sync_every`` steps (one host synchronisation each).
     """
     if isinstance(state.model, GaussianDenoiser):
         state.model.fit(data)
@@ -154,21 +185,24 @@ def train_stage(
         return float("nan")
     assert state.optimizer is not None
     device = data.device
+    me = distributed.info()
+    ddp = me.world_size > 1
+    share = distributed.rank_batch(batch_size, me.rank, me.world_size, micro_batch)
+    fwd = state.forward if state.forward is not None else state.model
     gen = torch.Generator(device=device)
     pr = resume if resume is not None else StageProgress()
     if pr.generator is not None:
         gen.set_state(pr.generator)
-        if pr.torch_rng is not None:
-            torch.set_rng_state(pr.torch_rng)
-        if pr.cuda_rng is not None and device.type == "cuda":
-            torch.cuda.set_rng_state(pr.cuda_rng, device)
+        _restore_rng(pr, device, me.rank)
     else:
         gen.manual_seed(seed)
-        torch.manual_seed(seed)  # dropout: the global generator, seeded per stage
+        torch.manual_seed(seed + me.rank)  # dropout: the global generator, per stage and rank
+    if ddp and me.rank != 0:  # running sums are kept whole on rank 0 (see snapshot)
+        pr.tail_sum = pr.window = 0.0
     loss_fn = EDMLoss(augment=augment)
     beta = 0.5 ** (1.0 / max(1.0, ema_halflife * steps))
     params = [p for p in state.model.parameters() if p.requires_grad]
-    fused = bool(state.optimizer.defaults.get("fused"))
+    fused = fast.is_fused(state.optimizer)
     tail = max(1, steps // 10)
     f32 = {"device": device, "dtype": torch.float32}
     tail_sum, window = torch.tensor(pr.tail_sum, **f32), torch.tensor(pr.window, **f32)
@@ -177,15 +211,18 @@ def train_stage(
     )
 
     def snapshot(done: int) -> StageProgress:
+        rngs = _capture_rng(device)
         return StageProgress(
             done=done,
-            tail_sum=float(tail_sum),
-            window=float(window),
+            tail_sum=float(distributed.all_reduce_sum(tail_sum)),
+            window=float(distributed.all_reduce_sum(window)),
             skipped=int(skipped),
             streak=int(streak),
             worst=int(worst),
             generator=gen.get_state(),
-            **_capture_rng(device),
+            torch_rng=rngs.pop("torch_rng"),
+            cuda_rng=rngs.pop("cuda_rng", None),
+            rank_rngs=rngs,
         )
 
     def check_skipped() -> None:
@@ -203,10 +240,24 @@ def train_stage(
             for g in state.optimizer.param_groups:
                 g["lr"] = lr * min(1.0, (state.step + 1) / lr_warmup) if lr_warmup > 0 else lr
             idx = torch.randint(0, data.shape[0], (batch_size,), generator=gen, device=device)
-            loss = loss_fn(state.model, data[idx], gen).mean()
+            xa, labels, sigma, noise = loss_fn.draw(data[idx], gen)
+            xa = fast.channels_last_input(xa, channels_last)
+            noise = fast.channels_last_input(noise, channels_last)
             state.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            bad = nonfinite(loss.detach(), params)
+            loss = torch.zeros((), device=device)  # this rank's part of the global mean
+            for j, mb in enumerate(share.micro):
+                sl = slice(mb.items.start, mb.items.stop)
+                last = j == len(share.micro) - 1
+                sync = fwd.no_sync() if ddp and not last else contextlib.nullcontext()
+                with sync:
+                    with fast.autocast(device, bf16):
+                        lab = None if labels is None else labels[sl]
+                        part = loss_fn.per_sample(fwd, xa[sl], sigma[sl], noise[sl], lab).mean()
+                    (part * mb.ddp_weight).backward()
+                loss += part.detach() * mb.weight
+            bad = nonfinite(loss, params)
+            if ddp:  # gradients agree after DDP's all-reduce; the local losses may not
+                torch_dist.all_reduce(bad, op=torch_dist.ReduceOp.MAX)
             if fused:
                 state.optimizer.found_inf = bad.to(torch.float32)  # type: ignore[attr-defined]
                 state.optimizer.step()
@@ -225,18 +276,24 @@ def train_stage(
             done = i + 1
             if done % log_every == 0:
                 check_skipped()
-                if log is not None:
-                    log(state.step, float(window) / log_every, int(skipped))
+                mean = float(distributed.all_reduce_sum(window)) / log_every
+                if log is not None and me.is_main:
+                    log(state.step, mean, int(skipped))
                 window.zero_()
             if progress and (i % 50 == 0 or done == steps):
                 bar.set_postfix(loss=f"{float(good_loss):.4f}", refresh=False)
             bar.update(1)
             if done == steps:
                 break  # the caller saves the finished stage, then honours a stop request
-            due = stop.is_set() or (checkpoint_every > 0 and done % checkpoint_every == 0)
+            stopping = stop.is_set()
+            if ddp:  # every rank must stop at the same step
+                stopping = done % stop_sync_every == 0 and _any_rank(stopping, device)
+            due = stopping or (checkpoint_every > 0 and done % checkpoint_every == 0)
             if checkpoint is not None and due:
                 checkpoint(snapshot(done))
-            stop.check(f"during {desc} at step {done}/{steps}")
+            if stopping:
+                stop.set(stop.signal or 15)
+                stop.check(f"during {desc} at step {done}/{steps}")
     finally:
         bar.close()
         if fused:
@@ -244,4 +301,10 @@ def train_stage(
         state.model.eval()
     check_skipped()
     state.skipped += int(skipped)
-    return float(tail_sum / tail)
+    return float(distributed.all_reduce_sum(tail_sum)) / tail
+
+
+def _any_rank(flag: bool, device: torch.device) -> bool:
+    t = torch.tensor(float(flag), device=device)
+    torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MAX)
+    return bool(t)

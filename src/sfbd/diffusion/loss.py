@@ -39,6 +39,38 @@ class EDMLoss:
         """lambda(sigma) = (sigma^2 + sd^2) / (sigma sd)^2."""
         return (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2
 
+    def draw(
+        self, x: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """The randomness of one batch: (augmented x, augmentation labels or None, sigma (B,),
+        unit noise like x). Drawn for a whole (global) batch so that any split of it into
+        per-process or micro-batches sees the same numbers."""
+        b = x.shape[0]
+        z = torch.randn(b, generator=generator, device=x.device, dtype=x.dtype)
+        sigma = (z * self.p_std + self.p_mean).exp()
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        labels = None
+        if self.augment is not None:
+            # the clean target is the augmented image; the network is told the augmentation
+            x, labels = self.augment(x, generator)
+        return x, labels, sigma, noise
+
+    def per_sample(
+        self,
+        denoiser: Denoiser,
+        x: torch.Tensor,
+        sigma: torch.Tensor,
+        noise: torch.Tensor,
+        labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Per-sample losses (B,) of clean x (B, *) at levels sigma with unit noise."""
+        view = (-1,) + (1,) * (x.ndim - 1)
+        y = x + sigma.view(view) * noise
+        denoised = denoiser(y, sigma) if labels is None else denoiser(y, sigma, aug_labels=labels)
+        # Mean over elements rather than sum keeps the learning rate meaningful across data sizes.
+        sq = ((denoised.float() - x) ** 2).reshape(x.shape[0], -1).mean(dim=1)
+        return self.weight(sigma) * sq
+
     def __call__(
         self,
         denoiser: Denoiser,
@@ -52,19 +84,16 @@ class EDMLoss:
 
         With ``augment`` set, x is augmented before the noise is added.
         """
+        if sigma is None and noise is None:
+            x, labels, sigma, noise = self.draw(x, generator)
+            return self.per_sample(denoiser, x, sigma, noise, labels)
         b = x.shape[0]
         if sigma is None:
             z = torch.randn(b, generator=generator, device=x.device, dtype=x.dtype)
             sigma = (z * self.p_std + self.p_mean).exp()
         if noise is None:
             noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        view = (-1,) + (1,) * (x.ndim - 1)
+        labels = None
         if self.augment is not None:
-            # the clean target is the augmented image; the network is told the augmentation
             x, labels = self.augment(x, generator)
-            denoised = denoiser(x + sigma.view(view) * noise, sigma, aug_labels=labels)
-        else:
-            denoised = denoiser(x + sigma.view(view) * noise, sigma)
-        # Mean over elements rather than sum keeps the learning rate meaningful across data sizes.
-        sq = ((denoised - x) ** 2).reshape(b, -1).mean(dim=1)
-        return self.weight(sigma) * sq
+        return self.per_sample(denoiser, x, sigma, noise, labels)

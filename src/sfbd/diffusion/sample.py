@@ -13,6 +13,11 @@ so SFBD's backward sampling is ``sampler(D, y, truncate_sigmas(grid, tau))`` wit
   of the posterior p(x_0 | x_tau = y) as the steps shrink.
 
 Randomness is keyed per sample (:mod:`sfbd.rng`), so results do not depend on batch size.
+
+Both are friendly to torch.compile and CUDA graphs: the schedule is read to python floats once
+up front, nothing inside the step loops reads a tensor's value on the host (no synchronisation),
+and the state stays in the dtype of the input x whatever the denoiser returns (e.g. under bf16
+autocast).
 """
 
 from __future__ import annotations
@@ -35,6 +40,14 @@ def keyed_noise(keys: torch.Tensor, like: torch.Tensor, stream: int) -> NoiseFn:
     return lambda step: keyed_randn(keys, shape, stream=stream, counter=step, dtype=like.dtype)
 
 
+def _levels(sigmas: torch.Tensor) -> list[float]:
+    """The schedule as python floats, read once: one device-to-host copy for a GPU grid, so
+    that the step loops below never synchronise (nothing in them reads a tensor's value)."""
+    if isinstance(sigmas, torch.Tensor):
+        return sigmas.detach().tolist()
+    return [float(s) for s in sigmas]
+
+
 def _level(sigma: float, x: torch.Tensor) -> torch.Tensor:
     return torch.full((x.shape[0],), sigma, dtype=x.dtype, device=x.device)
 
@@ -51,12 +64,12 @@ def heun_sampler(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor) -> t
         (B, *) state at sigma = 0.
     References: Karras et al. 2022, Algorithm 1 (no churn).
     """
-    levels = [float(s) for s in sigmas]
+    levels = _levels(sigmas)
     for s, s_next in zip(levels[:-1], levels[1:], strict=True):
-        d = (x - denoiser(x, _level(s, x))) / s
+        d = (x - denoiser(x, _level(s, x)).to(x.dtype)) / s
         x_euler = x + (s_next - s) * d
         if s_next > 0:
-            d_next = (x_euler - denoiser(x_euler, _level(s_next, x))) / s_next
+            d_next = (x_euler - denoiser(x_euler, _level(s_next, x)).to(x.dtype)) / s_next
             x = x + (s_next - s) * 0.5 * (d + d_next)
         else:
             x = x_euler
@@ -84,12 +97,12 @@ def sde_sampler(
         def noise(step: int) -> torch.Tensor:
             return torch.randn_like(x)
 
-    levels = [float(s) for s in sigmas]
+    levels = _levels(sigmas)
     for i, (s, s_next) in enumerate(zip(levels[:-1], levels[1:], strict=True)):
-        d = denoiser(x, _level(s, x))
+        d = denoiser(x, _level(s, x)).to(x.dtype)
         if s_next > 0:
             r = (s_next / s) ** 2
-            x = d + r * (x - d) + s_next * (1.0 - r) ** 0.5 * noise(i + 1)
+            x = d + r * (x - d) + s_next * (1.0 - r) ** 0.5 * noise(i + 1).to(x.dtype)
         else:
             x = d
     return x
