@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import yaml
 
-from sfbd import __version__
+from sfbd import __version__, distributed
 from sfbd.atomic import save_npy
 from sfbd.checkpoint import load_checkpoint
 from sfbd.config import SAMPLERS, Config, dump_yaml, load_config, to_dict
@@ -70,10 +70,15 @@ def _run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(json.dumps(dry_run(cfg), indent=1))
         return 0
-    with stop_on_signals(StopFlag()) as flag:
-        Run(cfg, args.out, progress=not args.quiet).execute(
-            max_stages=args.max_stages, force=args.force, stop=flag
-        )
+    if distributed.env_info().distributed:  # started by torchrun: join the process group
+        distributed.init(resolve_device(cfg.device).type)
+    try:
+        with stop_on_signals(StopFlag()) as flag:
+            Run(cfg, args.out, progress=not args.quiet).execute(
+                max_stages=args.max_stages, force=args.force, stop=flag
+            )
+    finally:
+        distributed.destroy()
     return 0
 
 
