@@ -31,3 +31,23 @@ def test_heun_denoising_with_exact_model_moves_towards_the_mean():
     y = m.mean.float() + torch.tensor([[2.0, 2.0]])
     x = denoise_all(m, y, 0.5, grid, stream=0, sampler="heun", progress=False)
     assert torch.allclose(x.double(), m.flow_map(y.double(), 0.5), atol=5e-3)
+
+
+def test_batches_dealt_to_processes_cover_every_key_once_and_match_one_process():
+    from sfbd.diffusion.batched import batch_starts, generate_batches
+
+    den = GaussianDenoiser((2,))
+    grid = edm_sigmas(8)
+    whole = torch.cat(
+        list(generate_batches(den, 23, (2,), grid, stream=5, batch_size=4, progress=False))
+    )
+    for world in (2, 3):
+        got = {}
+        for rank in range(world):
+            starts = batch_starts(23, 4, rank, world)
+            xs = generate_batches(
+                den, 23, (2,), grid, stream=5, batch_size=4, progress=False, rank=rank, world=world
+            )
+            got.update(dict(zip(starts, xs, strict=True)))
+        assert sorted(got) == list(range(0, 23, 4))
+        assert torch.equal(torch.cat([got[s] for s in sorted(got)]), whole)

@@ -23,6 +23,7 @@ from sfbd.metrics import (
     load_stats,
     save_stats,
 )
+from sfbd.metrics.fid import feature_sums, stats_from_sums
 
 # ----------------------------------------------------------------------------- formula
 
@@ -225,3 +226,18 @@ def test_fid_whole_path(inception_from_file: FIDInceptionV3, tmp_path: Path):
     # A brightness shift moves the features: clearly positive (reference given as a tuple).
     moved = fid_from_images(inception_from_file, shifted, (mu, sigma), batch_size=3)
     assert moved > 100 * max(abs(same), 1e-6)
+
+
+def test_feature_sums_added_over_shards_give_the_same_statistics():
+    rng = np.random.default_rng(3)
+    f = rng.standard_normal((500, 6)) @ rng.standard_normal((6, 6)) + 0.4
+    parts = [feature_sums(f[i : i + 128]) for i in range(0, 500, 128)]
+    s1 = sum(p[0] for p in parts)
+    s2 = sum(p[1] for p in parts)
+    n = sum(p[2] for p in parts)
+    mu, sigma = stats_from_sums(s1, s2, n)
+    mu0, sigma0 = feature_stats(f)
+    assert np.allclose(mu, mu0, rtol=1e-12, atol=1e-12)
+    assert np.allclose(sigma, sigma0, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="at least 2"):
+        stats_from_sums(s1, s2, 1)

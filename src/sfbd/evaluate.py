@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sfbd import distributed
 from sfbd.config import Config
 from sfbd.data import Problem
 from sfbd.diffusion.batched import generate_batches
@@ -25,9 +26,11 @@ from sfbd.metrics import data_range_of, mmd_rbf, psnr, sliced_wasserstein
 from sfbd.metrics.fid import (
     extract_features,
     feature_stats,
+    feature_sums,
     frechet_distance,
     load_stats,
     save_stats,
+    stats_from_sums,
 )
 
 
@@ -98,7 +101,11 @@ class FID:
     def __call__(
         self, denoiser: Denoiser, shape: tuple[int, ...], grid: torch.Tensor, stream: int
     ) -> float:
-        """Generate ``eval.fid_samples`` images in batches and return their FID."""
+        """Generate ``eval.fid_samples`` images in batches and return their FID.
+
+        Under torchrun every process makes its share of the batches and only the feature
+        sums (2048 + 2048² numbers) are added across processes."""
+        me = distributed.info()
         batches = generate_batches(
             denoiser,
             self.cfg.eval.fid_samples,
@@ -108,7 +115,19 @@ class FID:
             batch_size=self.cfg.sample.batch_size,
             device=self.device,
             progress=False,
+            rank=me.rank,
+            world=me.world_size,
         )
-        feats = [extract_features(self.model, x.clamp(-1, 1), device=self.device) for x in batches]
-        mu, sigma = feature_stats(np.concatenate(feats))
+        dim = self.ref[0].shape[0]
+        s1, s2, n = np.zeros(dim), np.zeros((dim, dim)), 0
+        for x in batches:
+            a, b, m = feature_sums(extract_features(self.model, x.clamp(-1, 1), device=self.device))
+            s1, s2, n = s1 + a, s2 + b, n + m
+        if me.distributed:
+            sums = torch.cat(
+                [torch.as_tensor(s1), torch.as_tensor(s2).reshape(-1), torch.tensor([n])]
+            )
+            sums = distributed.all_reduce_sum(sums.to(self.device)).cpu().numpy()
+            s1, s2, n = sums[:dim], sums[dim:-1].reshape(dim, dim), int(round(sums[-1]))
+        mu, sigma = stats_from_sums(s1, s2, n)
         return frechet_distance(mu, sigma, *self.ref)

@@ -51,7 +51,7 @@ from sfbd.checkpoint import (
 )
 from sfbd.config import Config, dump_yaml, to_dict
 from sfbd.data import Problem, load_problem
-from sfbd.diffusion.batched import denoise_all, generate
+from sfbd.diffusion.batched import batch_starts, denoise_all, generate_batches
 from sfbd.diffusion.schedule import edm_sigmas
 from sfbd.errors import ConfigError, SfbdError
 from sfbd.evaluate import FID, check_fid, distances
@@ -199,8 +199,13 @@ class Run:
             self._log(f"all {len(self.stages)} stages already finished in {self.out}")
             return done
         self.runlog = RunLog(self.out) if self.main else _NullLog()
-        use_fid = self.cfg.eval.fid and self.main
-        self.fid = FID(self.cfg, prob, self.out, self.device) if use_fid else None
+        self.fid = None
+        if self.cfg.eval.fid:  # rank 0 computes and caches the reference statistics first
+            if self.main:
+                self.fid = FID(self.cfg, prob, self.out, self.device)
+            distributed.barrier()
+            if not self.main:
+                self.fid = FID(self.cfg, prob, self.out, self.device)
         state = self._initial_state(prob, len(done))
         try:
             for ran, stage in enumerate(self.stages[len(done) :]):
@@ -335,24 +340,16 @@ class Run:
         else:
             loss, skipped = trained["train_loss"], trained["skipped_steps"]
             self._log(f"stage {k} ({stage.name}) already trained: evaluating")
+        samples = self._generate(state.ema, prob.shape, f"stage {k} {stage.name}: sample")
+        fid = None
+        if self.fid is not None:
+            fid = self.fid(state.ema, prob.shape, self.grid, stream_id("fid", cfg.seed))
         if not self.main:
             return None  # rank 0 evaluates, writes and records the stage
-        samples = generate(
-            state.ema,
-            cfg.eval.num_samples,
-            prob.shape,
-            self.grid,
-            stream=stream_id("eval", cfg.seed),
-            batch_size=cfg.sample.batch_size,
-            device=self.device,
-            desc=f"stage {k} {stage.name}: sample",
-            progress=self.progress,
-            stop=self.stop,
-        ).numpy()
         save_npy(self.out / "samples" / f"stage-{k:02d}.npy", samples[:SAVED_SAMPLES])
         metrics = distances(prob, samples, denoised, cfg)
-        if self.fid is not None:
-            metrics["fid"] = self.fid(state.ema, prob.shape, self.grid, stream_id("fid", cfg.seed))
+        if fid is not None:
+            metrics["fid"] = fid
         if loss is not None and loss == loss:  # not NaN (the analytic model has no loss)
             metrics["train_loss"] = loss
         metrics["skipped_steps"] = skipped
@@ -369,6 +366,32 @@ class Run:
             "seconds": time.perf_counter() - t0,
             "train_steps": stage.steps,
         }
+
+    def _generate(self, ema: torch.nn.Module, shape: tuple[int, ...], desc: str) -> np.ndarray:
+        """The evaluation samples (keys 0..eval.num_samples-1); under torchrun each process
+        makes its share of the batches and the batches are gathered in key order."""
+        cfg, me = self.cfg, self.dist
+        batches = generate_batches(
+            ema,
+            cfg.eval.num_samples,
+            shape,
+            self.grid,
+            stream=stream_id("eval", cfg.seed),
+            batch_size=cfg.sample.batch_size,
+            device=self.device,
+            desc=desc,
+            progress=self.progress,
+            stop=self.stop if not me.distributed else NEVER,
+            rank=me.rank,
+            world=me.world_size,
+        )
+        starts = batch_starts(cfg.eval.num_samples, cfg.sample.batch_size, me.rank, me.world_size)
+        mine = [(s, x.cpu().numpy()) for s, x in zip(starts, batches, strict=True)]
+        gathered = distributed.all_gather_object(mine)
+        parts = sorted((p for rank_parts in gathered for p in rank_parts), key=lambda p: p[0])
+        if not parts:
+            return np.zeros((0, *shape), np.float32)
+        return np.concatenate([x for _, x in parts])
 
     def _train(
         self, stage: Stage, state: TrainState, prob: Problem, denoised: np.ndarray | None

@@ -165,7 +165,7 @@ def train_stage(
     micro_batch: int | None = None,
     bf16: bool = False,
     channels_last: bool = False,
-    stop_sync_every: int = 10,
+    stop_sync_every: int = 25,
 ) -> float:
     """Train ``state`` in place on ``data`` (N, *) for ``steps`` steps; returns the mean loss
     of the last 10% of steps (NaN for the analytic model, which is refitted instead).

@@ -29,18 +29,28 @@ def generate_batches(
     desc: str = "sample",
     progress: bool = True,
     stop: StopFlag = NEVER,
+    rank: int = 0,
+    world: int = 1,
 ) -> Iterator[torch.Tensor]:
     """``n`` samples from pure noise, yielded in batches (b, *shape) on ``device``.
 
     Sample j is keyed j, so the concatenation does not depend on ``batch_size``; consumers that
-    only need a statistic per batch (FID features) never hold all samples at once.
+    only need a statistic per batch (FID features) never hold all samples at once. With
+    ``world`` > 1 only the batches ``batch_starts(n, batch_size, rank, world)`` are made.
     """
-    with tqdm(total=n, desc=desc, disable=not progress, leave=False, dynamic_ncols=True) as bar:
-        for start in range(0, n, batch_size):
+    starts = batch_starts(n, batch_size, rank, world)
+    total = sum(min(batch_size, n - s) for s in starts)
+    with tqdm(total=total, desc=desc, disable=not progress, leave=False, dynamic_ncols=True) as bar:
+        for start in starts:
             stop.check(f"during {desc}")
             keys = torch.arange(start, min(n, start + batch_size), device=device)
             yield sample_from_noise(denoiser, keys, shape, grid, stream=stream, sampler=sampler)
             bar.update(len(keys))
+
+
+def batch_starts(n: int, batch_size: int, rank: int = 0, world: int = 1) -> list[int]:
+    """First sample index of each batch process ``rank`` of ``world`` makes (round-robin)."""
+    return list(range(0, n, batch_size))[rank::world]
 
 
 def generate(

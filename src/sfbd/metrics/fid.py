@@ -127,6 +127,24 @@ def feature_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mu, sigma
 
 
+def feature_sums(features: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(sum of rows, sum of outer products, count) in float64: statistics that add up across
+    processes, for :func:`stats_from_sums`."""
+    f = np.asarray(features, dtype=np.float64)
+    return f.sum(axis=0), f.T @ f, f.shape[0]
+
+
+def stats_from_sums(s1: np.ndarray, s2: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and unbiased covariance from :func:`feature_sums` (added over shards), n >= 2."""
+    if n < 2:
+        raise ValueError(f"need at least 2 feature vectors for a covariance, got {n}")
+    if not (np.all(np.isfinite(s1)) and np.all(np.isfinite(s2))):
+        raise ValueError("features contain non-finite values")
+    mu = s1 / n
+    sigma = (s2 - n * np.outer(mu, mu)) / (n - 1)
+    return mu, (sigma + sigma.T) / 2
+
+
 def extract_features(
     model: nn.Module,
     images: torch.Tensor | np.ndarray,
