@@ -6,8 +6,9 @@ at batch 512. In one process it times, for our fast path (bf16 autocast + channe
 torch.compile + fused Adam, as :mod:`sfbd.fast` resolves them for the device) and for a plain
 fp32 eager run of the same network (TF32 off, default Adam):
 
-* training: images/s of forward + backward + Adam step of the EDM loss with the non-leaky
-  augmentation pipeline (p = 0.12), random images in [-1, 1];
+* training: images/s of ``sfbd.train.train_stage`` itself (batch drawn on the device,
+  forward + backward + Adam step of the EDM loss with the non-leaky augmentation pipeline,
+  p = 0.12, non-finite check, EMA update), random images in [-1, 1];
 * backward sampling: images/s of Heun sampling from tau down to 0 on the paper's 18-step EDM
   grid (tau = 0.2: 6 steps, 11 network evaluations; tau = 0.59: 7 steps, 13 evaluations);
 * the bf16 (and fp32) matrix-product ceiling in TFLOP/s, and the fraction of the bf16 ceiling
@@ -28,6 +29,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import json
 import statistics
@@ -45,8 +47,8 @@ from sfbd.config import load_config
 from sfbd.diffusion.loss import EDMLoss
 from sfbd.diffusion.sample import backward_sample
 from sfbd.diffusion.schedule import edm_sigmas, truncate_sigmas
-from sfbd.distributed import rank_batch
 from sfbd.models import build_model
+from sfbd.train import TrainState, train_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "cifar10-4pct.yaml"
@@ -162,37 +164,35 @@ class Bench:
         """(training images/s, warm-up seconds): median over ``repeats`` timings of ``steps``
         optimizer steps at global batch ``batch``, after ``warmup`` untimed steps."""
         gen = torch.Generator(device=self.device).manual_seed(1)
-        pool = [
-            torch.rand(batch, *shape, device=self.device, generator=gen) * 2 - 1 for _ in range(2)
-        ]
-        micro = rank_batch(batch, 0, 1, max_micro).micro
-        self.model.train()
-        state = {"i": 0}
+        data = torch.rand(4 * batch, *shape, device=self.device, generator=gen) * 2 - 1
+        state = TrainState(self.model, copy.deepcopy(self.model).eval(), self.opt)
+        augment = self.loss_fn.augment
 
-        def step() -> None:
-            x = pool[state["i"] % len(pool)]
-            state["i"] += 1
-            for m in micro:
-                xm = fast.channels_last_input(x[m.items.start : m.items.stop], True)
-                with fast.autocast(self.device, self.path.bf16):
-                    loss = self.loss_fn(self.model, xm).mean() * m.weight
-                loss.backward()
-            if fast.is_fused(self.opt):
-                fast.step_unless_nonfinite(self.opt)  # the on-device skip the loop uses
-            else:
-                self.opt.step()
-            self.opt.zero_grad(set_to_none=True)
-
-        def run() -> None:
-            for _ in range(steps):
-                step()
+        def train(n: int) -> None:  # the training loop of sfbd run itself
+            train_stage(
+                state,
+                data,
+                steps=n,
+                batch_size=batch,
+                lr=1e-4,
+                lr_warmup=0,
+                ema_halflife=0.1,
+                seed=1,
+                progress=False,
+                augment=augment,
+                log_every=10**9,
+                micro_batch=max_micro,
+                bf16=self.path.bf16,
+                channels_last=self.path.channels_last,
+            )
 
         start = time.perf_counter()
-        for _ in range(warmup):  # the first step compiles (fast path)
-            step()
+        train(warmup)  # the first steps compile (fast path)
         sync(self.device)
         warm = time.perf_counter() - start
-        rate, _ = timed_rate(run, batch * steps, self.device, warmup=0, repeats=repeats)
+        rate, _ = timed_rate(
+            lambda: train(steps), batch * steps, self.device, warmup=0, repeats=repeats
+        )
         return rate, warm
 
     def sample_rate(

@@ -255,3 +255,17 @@ def test_torchrun_two_processes_end_to_end(tmp_path):
     index, x = read_denoised(tmp_path / "ddp", 2)
     assert np.array_equal(index, np.arange(855))
     assert np.allclose(x, read_denoised(tmp_path / "one", 2)[1], atol=1e-3)
+
+
+def test_bf16_fast_path_runs_and_tracks_fp32(tmp_path):
+    fp32 = Run(load_config(overrides=TINY), tmp_path / "a", progress=False).execute(max_stages=2)
+    cfg = load_config(overrides=[*TINY, "fast.bf16=on"])
+    run = Run(cfg, tmp_path / "b", progress=False)
+    assert run.fast.bf16 and not run.fast.compile
+    bf16 = run.execute(max_stages=2)
+    for a, b in zip(fp32, bf16, strict=True):
+        la, lb = a["metrics"]["train_loss"], b["metrics"]["train_loss"]
+        assert abs(la - lb) < 0.1 * la, (la, lb)
+        assert np.isfinite(b["metrics"]["swd"])
+    _, x = read_denoised(tmp_path / "b", 1)
+    assert x.dtype == np.float32 and np.isfinite(x).all()

@@ -343,7 +343,8 @@ class Run:
         samples = self._generate(state.ema, prob.shape, f"stage {k} {stage.name}: sample")
         fid = None
         if self.fid is not None:
-            fid = self.fid(state.ema, prob.shape, self.grid, stream_id("fid", cfg.seed))
+            with fast.autocast(self.device, self.fast.bf16):
+                fid = self.fid(state.ema, prob.shape, self.grid, stream_id("fid", cfg.seed))
         if not self.main:
             return None  # rank 0 evaluates, writes and records the stage
         save_npy(self.out / "samples" / f"stage-{k:02d}.npy", samples[:SAVED_SAMPLES])
@@ -386,7 +387,8 @@ class Run:
             world=me.world_size,
         )
         starts = batch_starts(cfg.eval.num_samples, cfg.sample.batch_size, me.rank, me.world_size)
-        mine = [(s, x.cpu().numpy()) for s, x in zip(starts, batches, strict=True)]
+        with fast.autocast(self.device, self.fast.bf16):
+            mine = [(s, x.float().cpu().numpy()) for s, x in zip(starts, batches, strict=True)]
         gathered = distributed.all_gather_object(mine)
         parts = sorted((p for rank_parts in gathered for p in rank_parts), key=lambda p: p[0])
         if not parts:
@@ -528,19 +530,20 @@ class Run:
                 if self.dist.distributed and self._stop_requested():
                     self.stop.check(f"during stage {k} denoising")
                 continue
-            x = denoise_all(
-                state.ema,
-                torch.as_tensor(prob.noisy[r.start : r.stop]),
-                prob.sigma,
-                self.grid,
-                stream=stream_id("denoise", self.cfg.seed, k),
-                sampler=self.cfg.sample.sampler,
-                batch_size=self.cfg.sample.batch_size,
-                keys=torch.arange(r.start, r.stop),
-                desc=f"stage {k} update: denoise {r.start}-{r.stop - 1} of {n}",
-                progress=self.progress,
-                stop=stop,
-            ).numpy()
+            with fast.autocast(self.device, self.fast.bf16):
+                x = denoise_all(
+                    state.ema,
+                    torch.as_tensor(prob.noisy[r.start : r.stop]),
+                    prob.sigma,
+                    self.grid,
+                    stream=stream_id("denoise", self.cfg.seed, k),
+                    sampler=self.cfg.sample.sampler,
+                    batch_size=self.cfg.sample.batch_size,
+                    keys=torch.arange(r.start, r.stop),
+                    desc=f"stage {k} update: denoise {r.start}-{r.stop - 1} of {n}",
+                    progress=self.progress,
+                    stop=stop,
+                ).numpy()
             save_npz(_shard_path(folder, r), index=np.arange(r.start, r.stop), x=x)
             faults.point("denoise.shard")
             parts[r.start] = x
