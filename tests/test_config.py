@@ -208,3 +208,13 @@ def test_config_file_errors_are_one_line(tmp_path, monkeypatch):
     assert _message(path=p) == (
         f"cannot read config file {str(p)!r}: Permission denied; check its permissions"
     )
+
+
+def test_fast_switches_accept_on_off_auto_and_booleans():
+    cfg = load_config(
+        overrides=["data.source=ring8", "fast.bf16=on", "fast.compile=off", "fast.fused_adam=true"]
+    )
+    assert (cfg.fast.bf16, cfg.fast.compile, cfg.fast.fused_adam) == ("on", "off", "on")
+    assert cfg.fast.channels_last == "auto"
+    with pytest.raises(ConfigError, match="fast.bf16 must be one of auto, on, off"):
+        load_config(overrides=["data.source=ring8", "fast.bf16=fast"])

@@ -175,6 +175,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key} must be a number, got {value!r}")
         return float(value)
     if tp is str:
+        if isinstance(value, bool) and key.startswith("fast."):
+            return "on" if value else "off"  # YAML 1.1 reads on/off (and yes/no) as booleans
         if not isinstance(value, str):
             raise ConfigError(f"{key} must be a string, got {value!r}")
         return value
