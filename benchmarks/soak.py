@@ -57,7 +57,7 @@ SETS = [
 def launch(out: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
     env.pop("SFBD_FAULT", None)
-    cmd = [sys.executable, "-m", "sfbd.cli", "run", "--out", str(out), "--quiet"]
+    cmd = [sys.executable, "-m", "sfbd", "run", "--out", str(out), "--quiet"]
     for s in SETS:
         cmd += ["--set", s]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -42,7 +42,7 @@ def sfbd_run(out: Path, fault: str | None = None, sets: list[str] = SETS):
     env.pop("SFBD_FAULT", None)
     if fault is not None:
         env["SFBD_FAULT"] = fault
-    cmd = [sys.executable, "-m", "sfbd.cli", "run", "--out", str(out), "--quiet"]
+    cmd = [sys.executable, "-m", "sfbd", "run", "--out", str(out), "--quiet"]
     for s in sets:
         cmd += ["--set", s]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)

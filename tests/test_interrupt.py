@@ -45,7 +45,7 @@ def test_flag_and_handlers():
 
 
 def _cmd(out: Path) -> list[str]:
-    cmd = [sys.executable, "-m", "sfbd.cli", "run", "--out", str(out), "--quiet"]
+    cmd = [sys.executable, "-m", "sfbd", "run", "--out", str(out), "--quiet"]
     for s in SETS:
         cmd += ["--set", s]
     return cmd
@@ -84,3 +84,14 @@ def test_preempted_run_saves_a_step_checkpoint_exits_75_and_resumes_identically(
     for name in ("stage-00.safetensors", "stage-01.safetensors"):
         a = (out / "checkpoints" / name).read_bytes()
         assert a == (tmp_path / "ref" / "checkpoints" / name).read_bytes(), name
+
+
+def test_a_signal_during_start_up_still_exits_75_and_leaves_nothing(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(_cmd(out), env=_env(), stderr=subprocess.PIPE, text=True)
+    time.sleep(0.8)  # typically still importing torch
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_INTERRUPTED, err
+    assert "rerun the same command to resume" in err
+    assert not (out / "checkpoints").exists()  # stopped before any training

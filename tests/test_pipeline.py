@@ -237,7 +237,7 @@ def test_torchrun_two_processes_end_to_end(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("SFBD_FAULT", None)
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
-    launcher += [f"--master_port={free_port()}", "-m", "sfbd.cli"]
+    launcher += [f"--master_port={free_port()}", "-m", "sfbd"]
     done = subprocess.run(
         [*launcher, "run", "--out", str(tmp_path / "ddp"), "--quiet", *args],
         env=env,

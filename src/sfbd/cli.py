@@ -33,7 +33,7 @@ from sfbd.data.problem import check_sample_shape, load_pretrain, uses_pretrain
 from sfbd.diffusion.batched import denoise_all, generate
 from sfbd.diffusion.schedule import edm_sigmas
 from sfbd.errors import SfbdError
-from sfbd.interrupt import EXIT_INTERRUPTED, Interrupted, StopFlag, stop_on_signals
+from sfbd.interrupt import EARLY, EXIT_INTERRUPTED, Interrupted, stop_on_signals
 from sfbd.models import model_config, parameter_count
 from sfbd.pipeline import Run, plan, resolve_device
 from sfbd.rng import stream_id
@@ -73,7 +73,7 @@ def _run(args: argparse.Namespace) -> int:
     if distributed.env_info().distributed:  # started by torchrun: join the process group
         distributed.init(resolve_device(cfg.device).type)
     try:
-        with stop_on_signals(StopFlag()) as flag:
+        with stop_on_signals(EARLY) as flag:
             Run(cfg, args.out, progress=not args.quiet).execute(
                 max_stages=args.max_stages, force=args.force, stop=flag
             )

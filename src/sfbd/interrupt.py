@@ -42,6 +42,15 @@ class StopFlag:
 
 
 NEVER = StopFlag()  # a flag nobody sets, for library calls without signal handling
+EARLY = StopFlag()  # the command line's flag, set from process start (see install_early)
+
+
+def install_early() -> None:
+    """Route SIGTERM/SIGINT to :data:`EARLY` at once: the ``sfbd`` entry points call this
+    before importing torch, so a job preempted while it starts up still exits with
+    :data:`EXIT_INTERRUPTED` rather than dying mid-import."""
+    for s in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(s, lambda signum, frame: EARLY.set(signum))
 
 
 @contextmanager
@@ -55,7 +64,7 @@ def stop_on_signals(flag: StopFlag) -> Iterator[StopFlag]:
 
     def handler(signum: int, frame: FrameType | None) -> None:
         if flag.is_set():  # second signal: do not wait any longer
-            signal.signal(signum, previous[signum])
+            signal.signal(signum, signal.SIG_DFL)
             signal.raise_signal(signum)
             return
         flag.set(signum)

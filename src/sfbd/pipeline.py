@@ -181,6 +181,7 @@ class Run:
         checkpoint at the next step and raises :class:`~sfbd.interrupt.Interrupted`.
         """
         self.stop = stop
+        stop.check("before the run started")  # e.g. preempted while starting up
         self._check_directory(force)
         prob = load_problem(self.cfg)  # before anything is written: bad input leaves no trace
         check_fid(self.cfg, prob)
