@@ -12,6 +12,7 @@
 #      DDPM++ network, the samplers free of host-device syncs (CUDA sync-debug mode "error")
 #      and equal to the CPU result, fused Adam's found_inf skip on the device; without pytest
 #      also compile vs eager and the bf16-vs-fp32 training check  -> correctness.txt
+#   3b. a small `sfbd run` end to end on CUDA with the fast path            -> e2e.txt
 #   4. benchmarks/throughput.py at full size (the paper's network, batch 512)
 #                                                              -> throughput.txt, throughput.json
 # A failing step is reported and the next one still runs; the exit status is 1 if any failed.
@@ -260,6 +261,17 @@ raise SystemExit(1 if bad else 0)
 EOF
 then
     failed+=("correctness")
+fi
+
+step "3b/4 sfbd run end to end on CUDA (fast path, small ring8 problem)"
+if ! timeout 150 "$PY" -m sfbd run --out "$OUT/e2e" --force --quiet \
+    --set data.source=ring8 --set data.num_samples=4000 --set train.pretrain_steps=300 \
+    --set train.update_steps=150 --set sfbd.iterations=2 --set eval.num_samples=1000 \
+    --set sample.steps=32 --set device=cuda 2>&1 | tee "$OUT/e2e.txt" \
+    || ! "$PY" -c "import json,sys; s=json.load(open(sys.argv[1]))['stages']; \
+print([round(e['metrics']['swd'], 4) for e in s]); assert len(s) == 3" "$OUT/e2e/metrics.json" \
+    2>&1 | tee -a "$OUT/e2e.txt"; then
+    failed+=("e2e")
 fi
 
 step "4/4 throughput at full size"
