@@ -2,7 +2,8 @@
 
 Each trial starts a fresh run directory and launches `sfbd run` on a small SFBD problem again
 and again, each time killing it after a random delay (SIGKILL; one in five interruptions is a
-SIGTERM, which must end with exit code 75), until one launch finishes. The finished run is then
+SIGTERM, which must end with exit code 75, or be counted as arriving before the interpreter ran
+sfbd's first line), until one launch finishes. The finished run is then
 compared with an uninterrupted reference run: checkpoints, denoised shards and saved samples
 byte for byte, metrics value for value, and every denoised set must hold each noisy sample
 exactly once. Expected: 0 mismatches, 0 lost or duplicated samples.
@@ -106,7 +107,7 @@ def main() -> None:
     print(f"reference run: {ref_secs:.1f}s, {len(ref_files)} files compared per trial", flush=True)
 
     stats = {"trials": 0, "launches": 0, "sigkill": 0, "sigterm": 0, "mismatches": 0}
-    stats.update({"lost": 0, "duplicated": 0, "bad_exit": 0})
+    stats.update({"sigterm_before_start": 0, "lost": 0, "duplicated": 0, "bad_exit": 0})
     deadline = t0 + args.minutes * 60
     trial_dir = work / "trial"
     while time.monotonic() < deadline:
@@ -127,6 +128,12 @@ def main() -> None:
                     break
                 kills += 1
                 stats["sigterm" if sig == signal.SIGTERM else "sigkill"] += 1
+                if sig == signal.SIGTERM and proc.returncode == -signal.SIGTERM:
+                    # it landed while the interpreter was starting, before sfbd's first line
+                    # (which installs the handler) ran: nothing can have been written
+                    stats["sigterm_before_start"] += 1
+                    proc.stderr.close()
+                    continue
                 ok = {signal.SIGKILL: (-signal.SIGKILL,), signal.SIGTERM: (EXIT_INTERRUPTED,)}
                 if proc.returncode not in ok[sig]:
                     stats["bad_exit"] += 1
