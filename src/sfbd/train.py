@@ -280,8 +280,7 @@ def train_stage(
                 if log is not None and me.is_main:
                     log(state.step, mean, int(skipped))
                 window.zero_()
-            if progress and (i % 50 == 0 or done == steps):
-                bar.set_postfix(loss=f"{float(good_loss):.4f}", refresh=False)
+                bar.set_postfix(loss=f"{mean:.4f}", refresh=False)  # no extra device sync
             bar.update(1)
             if done == steps:
                 break  # the caller saves the finished stage, then honours a stop request
