@@ -269,3 +269,19 @@ def test_bf16_fast_path_runs_and_tracks_fp32(tmp_path):
         assert np.isfinite(b["metrics"]["swd"])
     _, x = read_denoised(tmp_path / "b", 1)
     assert x.dtype == np.float32 and np.isfinite(x).all()
+
+
+def test_a_run_from_an_older_version_without_the_new_keys_is_not_refused(tmp_path):
+    import yaml
+
+    cfg = load_config(overrides=TINY)
+    Run(cfg, tmp_path, progress=False).execute(max_stages=1)
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    del saved["fast"], saved["train"]["checkpoint_every"]  # keys an older sfbd did not know
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert len(Run(cfg, tmp_path, progress=False).execute(max_stages=1)) == 2
+    # ... but a new key set away from its default is a real difference
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
+    other = load_config(overrides=[*TINY, "train.checkpoint_every=5"])
+    with pytest.raises(SfbdError, match=r"differs in train.checkpoint_every\)"):
+        Run(other, tmp_path, progress=False).execute()

@@ -677,8 +677,23 @@ def read_denoised(run_dir: str | Path, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(index), np.concatenate(x)
 
 
-def _diff_keys(old: object, new: object, prefix: str = "") -> list[str]:
+_ABSENT = object()
+
+
+def _diff_keys(old: object, new: object) -> list[str]:
+    """Dotted keys whose values differ. A key the saved configuration lacks (written by an
+    older sfbd) counts as equal when the new value is that key's default."""
+    return _diff(old, new, "", to_dict(Config()))
+
+
+def _diff(old: object, new: object, prefix: str, default: object) -> list[str]:
+    if old is _ABSENT:
+        return [] if new == default else [prefix.rstrip(".")]
     if isinstance(old, dict) and isinstance(new, dict):
-        keys = set(old) | set(new)
-        return [d for k in keys for d in _diff_keys(old.get(k), new.get(k), f"{prefix}{k}.")]
+        sub = default if isinstance(default, dict) else {}
+        return [
+            d
+            for k in sorted(set(old) | set(new))
+            for d in _diff(old.get(k, _ABSENT), new.get(k), f"{prefix}{k}.", sub.get(k, _ABSENT))
+        ]
     return [] if old == new else [prefix.rstrip(".")]
