@@ -26,3 +26,12 @@ def test_records_and_detects_missing_resized_and_altered_files(tmp_path: Path):
 def test_unreadable_manifest_trusts_nothing(tmp_path: Path):
     (tmp_path / "manifest.json").write_text("{not json")
     assert Manifest(tmp_path).problems(0) == ["stage 0 is not in manifest.json"]
+
+
+def test_a_relative_run_directory_works(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run" / "c").mkdir(parents=True)
+    (tmp_path / "run" / "c" / "x.bin").write_bytes(b"xyz")
+    m = Manifest(Path("run"))
+    m.record(0, [Path("run") / "c" / "x.bin", Path("c/x.bin")])
+    assert list(m.stages["0"]) == ["c/x.bin"] and m.problems(0) == []

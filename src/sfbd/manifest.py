@@ -36,11 +36,15 @@ class Manifest:
                 self.stages = {}  # unreadable: every stage fails verification and is redone
 
     def record(self, iteration: int, files: list[Path]) -> None:
-        """Record the files of stage ``iteration`` (absolute or run-relative paths)."""
+        """Record the files of stage ``iteration``: paths under the run directory (as the run
+        directory was given, relative or absolute) or relative to it."""
         entry = {}
         for f in files:
-            path = f if f.is_absolute() else self.root / f
-            entry[path.relative_to(self.root).as_posix()] = file_record(path)
+            try:
+                rel = f.relative_to(self.root)  # a path under the run directory
+            except ValueError:
+                rel = f  # already relative to it
+            entry[rel.as_posix()] = file_record(self.root / rel)
         self.stages[str(iteration)] = entry
         atomic_write_text(self.path, json.dumps({"stages": self.stages}, indent=1, sort_keys=True))
 
