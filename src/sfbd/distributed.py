@@ -148,6 +148,21 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def all_reduce_max(tensor: torch.Tensor) -> torch.Tensor:
+    """The elementwise maximum of ``tensor`` over ranks, as a new tensor (every rank calls)."""
+    out = tensor.detach().clone()
+    if _active():
+        dist.all_reduce(out, op=dist.ReduceOp.MAX)
+    return out
+
+
+def any_rank(flag: bool, device: torch.device | str) -> bool:
+    """Whether ``flag`` is True on any rank (one host synchronisation; every rank calls)."""
+    if not _active():
+        return flag
+    return bool(all_reduce_max(torch.tensor(float(flag), device=device)))
+
+
 def broadcast_object(obj: T, src: int = 0) -> T:
     """Rank ``src``'s ``obj`` (any picklable object) on every rank."""
     if not _active():
@@ -269,7 +284,9 @@ __all__ = [
     "MicroBatch",
     "RankBatch",
     "all_gather_object",
+    "all_reduce_max",
     "all_reduce_mean",
+    "any_rank",
     "all_reduce_sum",
     "barrier",
     "broadcast_object",

@@ -220,12 +220,18 @@ def step_unless_nonfinite(optimizer: torch.optim.Optimizer) -> torch.Tensor:
     returned flag to count skipped steps without synchronising.
     """
     flag = nonfinite_flag(_grads(optimizer))
-    if is_fused(optimizer):
-        optimizer.found_inf = flag  # type: ignore[attr-defined]
-        optimizer.step()
-    elif not bool(flag):
-        optimizer.step()
+    step_or_skip(optimizer, flag)
     return flag
+
+
+def step_or_skip(optimizer: torch.optim.Optimizer, skip: torch.Tensor) -> None:
+    """``optimizer.step()`` unless the 0-d ``skip`` flag (bool or 0/1 float) is set: on the
+    device (``found_inf``) for a fused optimizer, else by reading the flag on the host."""
+    if is_fused(optimizer):
+        optimizer.found_inf = skip.to(torch.float32)  # type: ignore[attr-defined]
+        optimizer.step()
+    elif not bool(skip):
+        optimizer.step()
 
 
 __all__ = [
@@ -241,6 +247,7 @@ __all__ = [
     "maybe_compile",
     "nonfinite_flag",
     "resolve",
+    "step_or_skip",
     "step_unless_nonfinite",
     "to_channels_last",
 ]

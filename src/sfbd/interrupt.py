@@ -34,6 +34,14 @@ class StopFlag:
     def is_set(self) -> bool:
         return self.signal is not None
 
+    def check_agreed(self, requested: bool, where: str) -> None:
+        """Stop if ``requested`` (e.g. some other process of the job was signalled), setting
+        the flag first so that this process reports and behaves as interrupted too."""
+        if requested:
+            if self.signal is None:
+                self.signal = signal.SIGTERM
+            self.check(where)
+
     def check(self, where: str) -> None:
         """Raise :class:`Interrupted` if a stop was requested."""
         if self.signal is not None:

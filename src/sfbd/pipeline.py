@@ -47,6 +47,7 @@ from sfbd.checkpoint import (
     load_tensors,
     module_state,
     optimizer_state,
+    read_meta,
     save_checkpoint,
 )
 from sfbd.config import Config, dump_yaml, to_dict
@@ -226,19 +227,14 @@ class Run:
                 secs = entry["seconds"]
                 self._log(f"stage {stage.iteration} ({stage.name}) done in {secs:.1f}s: {m}")
                 distributed.barrier()
-                if self._stop_requested():
-                    stop.set(stop.signal or 15)
-                    stop.check(f"after stage {stage.iteration}")
+                stop.check_agreed(self._stop_requested(), f"after stage {stage.iteration}")
         finally:
             self.runlog.close()
         return done
 
     def _stop_requested(self) -> bool:
         """Whether any rank was asked to stop (all ranks get the same answer)."""
-        if not self.dist.distributed:
-            return self.stop.is_set()
-        flag = torch.tensor(float(self.stop.is_set()), device=self.device)
-        return bool(distributed.all_reduce_sum(flag) > 0)
+        return distributed.any_rank(self.stop.is_set(), self.device)
 
     def _initial_state(self, prob: Problem, n_done: int) -> TrainState:
         fp = self.fast
@@ -476,13 +472,13 @@ class Run:
         if not stem.with_suffix(".json").is_file():
             return None
         try:
-            meta = self._restore(state, stem)
+            meta = read_meta(stem)["meta"]
+            if meta.get("iteration") != k or "skipped_steps" not in meta:
+                return None  # not a finished stage k of this version: train it
+            return self._restore(state, stem)
         except CheckpointError as exc:
             self._log(f"{exc}: training stage {k} again", force=True)
             return None
-        if meta.get("iteration") != k or "skipped_steps" not in meta:
-            return None
-        return meta
 
     def _step_resume(self, k: int, state: TrainState) -> StageProgress | None:
         """Restore ``state`` from the step checkpoint if it belongs to stage k."""
@@ -509,7 +505,7 @@ class Run:
         shards; complete shards from an earlier run are kept, broken ones redone."""
         folder = self._denoised_dir(k)
         n, size = len(prob.noisy), self.cfg.sample.shard_size
-        shards = [range(s, min(n, s + size)) for s in range(0, n, size)]
+        shards = distributed.shard_indices(n, size)
         rank, world = self.dist.rank, self.dist.world_size
         parts: dict[int, np.ndarray] = {}
         for i, r in enumerate(shards):  # each rank checks (and may redo) only its own shards
@@ -527,30 +523,10 @@ class Run:
         rounds = len(distributed.my_shards(shards, 0, world))
         for j in range(rounds):
             r = mine[j] if j < len(mine) else None
-            if r is None or r.start in parts:
-                if self.dist.distributed and self._stop_requested():
-                    self.stop.check(f"during stage {k} denoising")
-                continue
-            with fast.autocast(self.device, self.fast.bf16):
-                x = denoise_all(
-                    state.ema,
-                    torch.as_tensor(prob.noisy[r.start : r.stop]),
-                    prob.sigma,
-                    self.grid,
-                    stream=stream_id("denoise", self.cfg.seed, k),
-                    sampler=self.cfg.sample.sampler,
-                    batch_size=self.cfg.sample.batch_size,
-                    keys=torch.arange(r.start, r.stop),
-                    desc=f"stage {k} update: denoise {r.start}-{r.stop - 1} of {n}",
-                    progress=self.progress,
-                    stop=stop,
-                ).numpy()
-            save_npz(_shard_path(folder, r), index=np.arange(r.start, r.stop), x=x)
-            faults.point("denoise.shard")
-            parts[r.start] = x
-            if self.dist.distributed and self._stop_requested():
-                self.stop.set(self.stop.signal or 15)
-                self.stop.check(f"during stage {k} denoising")
+            if r is not None and r.start not in parts:
+                parts[r.start] = self._denoise_shard(k, state, prob, folder, r, stop)
+            if self.dist.distributed:  # every rank, every round, also with nothing to do
+                self.stop.check_agreed(self._stop_requested(), f"during stage {k} denoising")
         if self.dist.distributed:
             distributed.barrier()  # every shard is written: read the other ranks' ones
             for r in shards:
@@ -560,6 +536,34 @@ class Run:
                         raise SfbdError(f"denoised shard {_shard_path(folder, r)} is missing")
                     parts[r.start] = x
         return np.concatenate([parts[r.start] for r in shards]) if shards else prob.noisy.copy()
+
+    def _denoise_shard(
+        self,
+        k: int,
+        state: TrainState,
+        prob: Problem,
+        folder: Path,
+        r: range,
+        stop: StopFlag,
+    ) -> np.ndarray:
+        """Backward-sample the noisy samples of ``r`` and write them as one shard file."""
+        with fast.autocast(self.device, self.fast.bf16):
+            x = denoise_all(
+                state.ema,
+                torch.as_tensor(prob.noisy[r.start : r.stop]),
+                prob.sigma,
+                self.grid,
+                stream=stream_id("denoise", self.cfg.seed, k),
+                sampler=self.cfg.sample.sampler,
+                batch_size=self.cfg.sample.batch_size,
+                keys=torch.arange(r.start, r.stop),
+                desc=f"stage {k} update: denoise {r.start}-{r.stop - 1} of {len(prob.noisy)}",
+                progress=self.progress,
+                stop=stop,
+            ).numpy()
+        save_npz(_shard_path(folder, r), index=np.arange(r.start, r.stop), x=x)
+        faults.point("denoise.shard")
+        return x
 
     def _read_shard(
         self, folder: Path, r: range, shape: tuple[int, ...], redo: bool = True

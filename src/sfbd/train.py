@@ -28,7 +28,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-import torch.distributed as torch_dist
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -257,12 +256,8 @@ def train_stage(
                 loss += part.detach() * mb.weight
             bad = nonfinite(loss, params)
             if ddp:  # gradients agree after DDP's all-reduce; the local losses may not
-                torch_dist.all_reduce(bad, op=torch_dist.ReduceOp.MAX)
-            if fused:
-                state.optimizer.found_inf = bad.to(torch.float32)  # type: ignore[attr-defined]
-                state.optimizer.step()
-            elif not bool(bad):
-                state.optimizer.step()
+                bad = distributed.all_reduce_max(bad)
+            fast.step_or_skip(state.optimizer, bad)
             ema_update(state.ema, state.model, beta, keep=~bad)
             state.step += 1
             good_loss = torch.where(bad, torch.zeros_like(loss), loss.detach())
@@ -286,13 +281,11 @@ def train_stage(
                 break  # the caller saves the finished stage, then honours a stop request
             stopping = stop.is_set()
             if ddp:  # every rank must stop at the same step
-                stopping = done % stop_sync_every == 0 and _any_rank(stopping, device)
+                stopping = done % stop_sync_every == 0 and distributed.any_rank(stopping, device)
             due = stopping or (checkpoint_every > 0 and done % checkpoint_every == 0)
             if checkpoint is not None and due:
                 checkpoint(snapshot(done))
-            if stopping:
-                stop.set(stop.signal or 15)
-                stop.check(f"during {desc} at step {done}/{steps}")
+            stop.check_agreed(stopping, f"during {desc} at step {done}/{steps}")
     finally:
         bar.close()
         if fused:
@@ -301,9 +294,3 @@ def train_stage(
     check_skipped()
     state.skipped += int(skipped)
     return float(distributed.all_reduce_sum(tail_sum)) / tail
-
-
-def _any_rank(flag: bool, device: torch.device) -> bool:
-    t = torch.tensor(float(flag), device=device)
-    torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MAX)
-    return bool(t)

@@ -40,15 +40,22 @@ class EDMLoss:
         return (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2
 
     def draw(
-        self, x: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        x: torch.Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        sigma: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
         """The randomness of one batch: (augmented x, augmentation labels or None, sigma (B,),
-        unit noise like x). Drawn for a whole (global) batch so that any split of it into
-        per-process or micro-batches sees the same numbers."""
-        b = x.shape[0]
-        z = torch.randn(b, generator=generator, device=x.device, dtype=x.dtype)
-        sigma = (z * self.p_std + self.p_mean).exp()
-        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        unit noise like x); ``sigma``/``noise`` given are used as they are. Drawn for a whole
+        (global) batch so that any split of it into per-process or micro-batches sees the same
+        numbers."""
+        if sigma is None:
+            z = torch.randn(x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
+            sigma = (z * self.p_std + self.p_mean).exp()
+        if noise is None:
+            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         labels = None
         if self.augment is not None:
             # the clean target is the augmented image; the network is told the augmentation
@@ -84,16 +91,5 @@ class EDMLoss:
 
         With ``augment`` set, x is augmented before the noise is added.
         """
-        if sigma is None and noise is None:
-            x, labels, sigma, noise = self.draw(x, generator)
-            return self.per_sample(denoiser, x, sigma, noise, labels)
-        b = x.shape[0]
-        if sigma is None:
-            z = torch.randn(b, generator=generator, device=x.device, dtype=x.dtype)
-            sigma = (z * self.p_std + self.p_mean).exp()
-        if noise is None:
-            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        labels = None
-        if self.augment is not None:
-            x, labels = self.augment(x, generator)
+        x, labels, sigma, noise = self.draw(x, generator, sigma=sigma, noise=noise)
         return self.per_sample(denoiser, x, sigma, noise, labels)
