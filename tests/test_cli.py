@@ -1,9 +1,12 @@
+import io
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from sfbd import cli
 from sfbd.cli import main
 
 GAUSS_RUN = [
@@ -397,3 +400,16 @@ def test_fid_stats_and_fid_commands(tmp_path, capsys):
         ["fid", "--input", str(tmp_path / "vec.npy"), "--stats", str(stats), *base],
         "FID needs images",
     )
+
+
+def test_sfbd_warnings_print_as_one_line_and_others_pass_through(capsys):
+    seen = []
+    show = cli._warning_line(lambda *a: seen.append(a))
+    inside = str(Path(cli.__file__).parent / "data" / "images.py")
+    out = io.StringIO()
+    show(UserWarning("copy differs"), UserWarning, inside, 12, out)
+    assert out.getvalue() == "sfbd: warning: copy differs\n" and seen == []
+    show(UserWarning("x"), UserWarning, "/elsewhere/lib.py", 3)
+    assert len(seen) == 1 and seen[0][2] == "/elsewhere/lib.py"
+    show(UserWarning("to stderr"), UserWarning, inside, 12)
+    assert capsys.readouterr().err == "sfbd: warning: to stderr\n"

@@ -194,6 +194,29 @@ def test_cifar_row_major_layout(tmp_path):
     assert img[2, 3, 7] == (2048 + 3 * 32 + 7) % 251  # blue plane, row 3, column 7
 
 
+def test_cifar_copy_that_is_not_the_official_release_is_read_with_a_warning(
+    fake_cifar, monkeypatch
+):
+    d, tarball = fake_cifar
+    official = {b: _md5(d / b) for b in images.CIFAR10_BATCH_MD5}
+    for src in (d, tarball):
+        with pytest.warns(UserWarning, match=r"not the official release \(data_batch_1, .*"):
+            load_cifar10(src)
+    monkeypatch.setattr(images, "CIFAR10_BATCH_MD5", official)  # the fake as if official
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for src in (d, tarball):
+            assert load_cifar10(src).shape == (15, 3, 32, 32)
+            assert load_cifar10(src, split="test").shape == (3, 3, 32, 32)
+    monkeypatch.setitem(images.CIFAR10_BATCH_MD5, "data_batch_4", "0" * 32)
+    with pytest.warns(UserWarning, match=r"\(data_batch_4 differ") as seen:
+        load_cifar10(d)
+    assert len(seen) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_cifar10(d, split="test")  # the test split does not read data_batch_4
+
+
 def test_cifar_refuses_non_data_pickles_and_bad_inputs(tmp_path):
     d = _fake_cifar_dir(tmp_path)
     (d / "data_batch_2").write_bytes(pickle.dumps({b"data": Path("x")}))
@@ -343,5 +366,6 @@ def test_cifar_python2_pickles_load_without_numpy_core_warnings(tmp_path):
     (d / "test_batch").write_bytes(_py2_style_batch(rows))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # e.g. NumPy 2's numpy.core deprecation
+        warnings.filterwarnings("ignore", "CIFAR-10 .* not the official release")
         x = load_cifar10(d, split="test")
     assert np.array_equal(x.reshape(2, -1), rows)

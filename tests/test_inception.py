@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
+import warnings
 from pathlib import Path
 
 import pytest
@@ -172,6 +173,18 @@ def test_load_from_path_round_trip(weights_file: Path, model: FIDInceptionV3):
     assert not any(p.requires_grad for p in loaded.parameters())
     for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+
+
+def test_local_weights_other_than_the_published_file_load_with_a_warning(
+    weights_file: Path, monkeypatch: pytest.MonkeyPatch
+):
+    with pytest.warns(UserWarning, match="not the published file"):
+        load_inception(weights_file)
+    digest = file_digest(weights_file, "sha256")
+    monkeypatch.setattr(inception, "FID_WEIGHTS_SHA256", digest)  # as if it were the release
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_inception(weights_file)
 
 
 def test_load_without_num_batches_tracked(tmp_path: Path, model: FIDInceptionV3):

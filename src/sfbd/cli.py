@@ -18,6 +18,8 @@ import dataclasses
 import json
 import math
 import sys
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -302,10 +304,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _warning_line(show: Callable[..., None]) -> Callable[..., None]:
+    """``warnings.showwarning`` that prints sfbd's own warnings as one ``sfbd: warning:`` line
+    (no source excerpt) and leaves other libraries' warnings to ``show``."""
+    package = str(Path(__file__).resolve().parent)
+
+    def showwarning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+        if str(Path(filename).resolve()).startswith(package):
+            print(f"sfbd: warning: {message}", file=sys.stderr if file is None else file)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    return showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_line(warnings.showwarning)
+            return args.func(args)
     except SfbdError as exc:
         print(f"sfbd: error: {exc}", file=sys.stderr)
         return 2

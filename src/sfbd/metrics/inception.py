@@ -40,6 +40,7 @@ References
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -356,7 +357,8 @@ def load_inception(
 
     Args:
         path: a local state dict (pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth`` or one
-            of the same layout). Loaded as is, without a checksum check.
+            of the same layout). Loaded as is; a file other than the published one (by
+            SHA-256) gives a warning, since its FIDs do not compare with published ones.
         cache_dir: where the downloaded file is kept when ``path`` is None; default
             :func:`default_cache_dir` (``$SFBD_CACHE`` or e.g. ``~/.cache/sfbd``).
         download: when ``path`` is None and the cache lacks the file, fetch it once from
@@ -376,6 +378,14 @@ def load_inception(
         if not file.is_file():
             raise SfbdError(
                 f"FID Inception weights not found at {file}; download {url} and put it there"
+            )
+        if file_digest(file, "sha256") != FID_WEIGHTS_SHA256:
+            warnings.warn(
+                f"FID Inception weights {str(file)!r} are not the published file (SHA-256 "
+                f"{FID_WEIGHTS_SHA256[:12]}...): they are used as given, but FIDs with them do "
+                f"not compare with published ones",
+                UserWarning,
+                stacklevel=2,
             )
     else:
         folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
