@@ -23,7 +23,7 @@ from sfbd.metrics import (
     load_stats,
     save_stats,
 )
-from sfbd.metrics.fid import feature_sums, stats_from_sums
+from sfbd.metrics.fid import feature_sums, quantize_8bit, stats_from_sums
 
 # ----------------------------------------------------------------------------- formula
 
@@ -172,12 +172,34 @@ def test_extract_features_batches_and_grayscale():
     rng = np.random.default_rng(8)
     gray = rng.uniform(-1, 1, (5, 1, 4, 4)).astype(np.float32)
     m = _MeanModel()
-    f = extract_features(m, gray, batch_size=2)
+    f = extract_features(m, gray, batch_size=2, quantize=False)
     assert m.seen == [(2, 3, 4, 4), (2, 3, 4, 4), (1, 3, 4, 4)]
     assert f.shape == (5, 3) and f.dtype == np.float32
     want = gray.mean(axis=(2, 3))
     np.testing.assert_allclose(f, np.repeat(want, 3, axis=1), rtol=1e-6)
-    np.testing.assert_allclose(extract_features(m, torch.from_numpy(gray)), f)
+    np.testing.assert_allclose(extract_features(m, torch.from_numpy(gray), quantize=False), f)
+
+
+def test_quantize_8bit_keeps_the_uint8_levels_and_rounds_to_the_nearest():
+    levels = torch.arange(256, dtype=torch.float32) / 127.5 - 1.0  # as uint8 files are read
+    assert torch.equal(quantize_8bit(levels), levels)
+    x = torch.linspace(-1.2, 1.2, 10001)
+    steps = (x + 1) * 127.5
+    x = x[(steps - steps.floor() - 0.5).abs() > 1e-3]  # halfway points (x = 0 is one) aside
+    q = quantize_8bit(x)
+    nearest = levels[(x.clamp(-1, 1)[:, None] - levels[None]).abs().argmin(dim=1)]
+    assert torch.equal(q, nearest)
+    assert quantize_8bit(torch.tensor([0.0])).item() == levels[128]  # halves round up
+    assert (q - x.clamp(-1, 1)).abs().max() <= 1 / 255 + 1e-6
+
+
+def test_features_are_taken_of_the_8bit_images_by_default():
+    rng = np.random.default_rng(4)
+    x = torch.from_numpy(rng.uniform(-1, 1, (6, 3, 4, 4)).astype(np.float32))
+    m = _MeanModel()
+    got = extract_features(m, x)
+    np.testing.assert_array_equal(got, extract_features(m, quantize_8bit(x), quantize=False))
+    assert np.abs(got - extract_features(m, x, quantize=False)).max() > 1e-5
 
 
 def test_extract_features_input_checks():

@@ -102,6 +102,29 @@ def test_a_nan_row_in_the_data_skips_only_the_batches_that_draw_it():
     assert logged[-1][2] == s.skipped  # the log reports the running count
 
 
+def test_logged_and_returned_means_count_only_the_finite_steps():
+    g = torch.Generator().manual_seed(0)
+    data = 0.5 * torch.randn(100, 2, generator=g)
+    data[17] = float("nan")  # a batch of 8 from 100 rows draws it with probability ~8%
+
+    def run(log_every: int) -> tuple[list, float, int]:
+        s, logged = _state(), []
+        loss = train_stage(
+            s, data, steps=60, log=lambda *a: logged.append(a), log_every=log_every, **KW
+        )
+        return logged, loss, s.skipped
+
+    per_step, _, skipped = run(1)
+    losses = [a[1] for a in per_step]
+    assert skipped == sum(x != x for x in losses) and skipped > 0  # skipped steps log NaN
+    windows, loss, _ = run(20)
+    for w, (step, mean, _) in enumerate(windows):
+        finite = [x for x in losses[20 * w : 20 * (w + 1)] if x == x]
+        assert step == 20 * (w + 1) and mean == pytest.approx(sum(finite) / len(finite), rel=1e-5)
+    tail = [x for x in losses[54:] if x == x]  # the last 10% of 60 steps
+    assert loss == pytest.approx(sum(tail) / len(tail), rel=1e-5)
+
+
 def test_persistent_nonfinite_steps_stop_the_run():
     s = _state()
     data = torch.full((8, 2), float("inf"))

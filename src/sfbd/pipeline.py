@@ -420,7 +420,8 @@ class Run:
             distributed.barrier()
 
         def log(step: int, loss: float, skipped: int) -> None:
-            self.runlog.scalar("train/loss", loss, step)
+            if not math.isnan(loss):  # NaN: every step of the window was skipped
+                self.runlog.scalar("train/loss", loss, step)
             self.runlog.scalar("train/skipped_steps", skipped_before + skipped, step)
 
         loss = train_stage(

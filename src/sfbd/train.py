@@ -59,6 +59,8 @@ class StageProgress:
     done: int = 0  # steps of this stage taken (skipped ones included)
     tail_sum: float = 0.0  # sum of the losses of the stage's last 10% of steps so far
     window: float = 0.0  # sum of losses since the last log record
+    tail_n: int = -1  # finite steps in tail_sum (-1: not recorded, a checkpoint before 0.4)
+    window_n: int = -1  # finite steps in window (same)
     skipped: int = 0  # steps skipped for non-finite loss or gradients
     streak: int = 0  # consecutive skipped steps up to now
     worst: int = 0  # longest such run so far
@@ -67,7 +69,7 @@ class StageProgress:
     cuda_rng: torch.Tensor | None = None  # current CUDA device's generator (dropout on GPU)
     rank_rngs: dict[str, torch.Tensor] = field(default_factory=dict)  # other ranks' (DDP)
 
-    COUNTERS = ("done", "tail_sum", "window", "skipped", "streak", "worst")
+    COUNTERS = ("done", "tail_sum", "window", "tail_n", "window_n", "skipped", "streak", "worst")
 
     def meta(self) -> dict[str, float | int]:
         return {k: getattr(self, k) for k in self.COUNTERS}
@@ -78,7 +80,7 @@ class StageProgress:
 
     @classmethod
     def restore(cls, meta: dict, tensors: dict[str, torch.Tensor]) -> StageProgress:
-        p = cls(**{k: meta[k] for k in cls.COUNTERS})
+        p = cls(**{k: meta[k] for k in cls.COUNTERS if k in meta})
         for k, v in tensors.items():
             v = v.cpu().to(torch.uint8)
             if k in ("generator", "torch_rng", "cuda_rng"):
@@ -205,6 +207,10 @@ def train_stage(
     tail = max(1, steps // 10)
     f32 = {"device": device, "dtype": torch.float32}
     tail_sum, window = torch.tensor(pr.tail_sum, **f32), torch.tensor(pr.window, **f32)
+    if pr.window_n < 0:  # an older step checkpoint: count its steps as finite
+        pr.window_n = pr.done % log_every
+        pr.tail_n = max(0, pr.done - (steps - tail))
+    tail_n, window_n = (torch.tensor(v, device=device) for v in (pr.tail_n, pr.window_n))
     skipped, streak, worst = (
         torch.tensor(v, device=device) for v in (pr.skipped, pr.streak, pr.worst)
     )
@@ -215,6 +221,8 @@ def train_stage(
             done=done,
             tail_sum=float(distributed.all_reduce_sum(tail_sum)),
             window=float(distributed.all_reduce_sum(window)),
+            tail_n=int(tail_n),
+            window_n=int(window_n),
             skipped=int(skipped),
             streak=int(streak),
             worst=int(worst),
@@ -266,15 +274,18 @@ def train_stage(
             worst = torch.maximum(worst, streak)
             if i >= steps - tail:
                 tail_sum += good_loss
+                tail_n += ~bad
             window += good_loss
+            window_n += ~bad
             faults.point("train.step")
             done = i + 1
             if done % log_every == 0:
                 check_skipped()
-                mean = float(distributed.all_reduce_sum(window)) / log_every
+                mean = _mean(distributed.all_reduce_sum(window), window_n)
                 if log is not None and me.is_main:
                     log(state.step, mean, int(skipped))
                 window.zero_()
+                window_n.zero_()
                 bar.set_postfix(loss=f"{mean:.4f}", refresh=False)  # no extra device sync
             bar.update(1)
             if done == steps:
@@ -293,4 +304,10 @@ def train_stage(
         state.model.eval()
     check_skipped()
     state.skipped += int(skipped)
-    return float(distributed.all_reduce_sum(tail_sum)) / tail
+    return _mean(distributed.all_reduce_sum(tail_sum), tail_n)
+
+
+def _mean(total: torch.Tensor, n: torch.Tensor) -> float:
+    """Mean of the finite steps' losses; NaN when every step was skipped."""
+    count = int(n)
+    return float(total) / count if count > 0 else float("nan")

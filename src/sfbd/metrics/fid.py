@@ -14,8 +14,9 @@ that they are small. Reference statistics are ``.npz`` files with arrays ``mu`` 
 
 The features come from :class:`sfbd.metrics.inception.FIDInceptionV3` (TF FID Inception with
 pytorch-fid's weights, see :func:`sfbd.metrics.inception.load_inception`). Images here are
-float arrays in ``[-1, 1]``; note that values comparable with published numbers also need the
-published protocol (usually 50k generated images, images quantised to 8 bits first).
+float arrays in ``[-1, 1]``, rounded to 8 bits before the network by default (as generated
+samples are when saved as PNGs for pytorch-fid or EDM); values comparable with published numbers
+also need the published protocol (usually 50k generated images against the training set).
 
 References
 ----------
@@ -145,6 +146,13 @@ def stats_from_sums(s1: np.ndarray, s2: np.ndarray, n: int) -> tuple[np.ndarray,
     return mu, (sigma + sigma.T) / 2
 
 
+def quantize_8bit(x: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] as an 8-bit file would store them: clipped, rounded to the nearest of
+    the 256 levels ``k / 127.5 - 1`` (halves up: ``floor((x + 1) * 127.5 + 0.5)``, the mapping
+    EDM uses to write its PNGs) and mapped back. Levels already on the grid are unchanged."""
+    return torch.floor((x.clamp(-1.0, 1.0) + 1.0) * 127.5 + 0.5) / 127.5 - 1.0
+
+
 def extract_features(
     model: nn.Module,
     images: torch.Tensor | np.ndarray,
@@ -152,6 +160,7 @@ def extract_features(
     batch_size: int = 250,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    quantize: bool = True,
 ) -> np.ndarray:
     """Inception pool features of images, batch by batch.
 
@@ -165,6 +174,9 @@ def extract_features(
         batch_size: images per forward pass.
         device: where the forward passes run.
         progress: show a tqdm progress bar.
+        quantize: round the images to 8 bits first (:func:`quantize_8bit`), as the field's FID
+            sees them: generated samples are scored as saved PNGs, the reference as read from
+            its uint8 files (for which this changes nothing).
 
     Returns:
         float32 array ``(N, D)`` (``D = 2048`` for the FID Inception).
@@ -191,6 +203,8 @@ def extract_features(
             if not torch.isfinite(x).all():
                 raise DataError(f"images {start}..{start + len(x) - 1} contain NaN or inf")
             lo, hi = min(lo, float(x.min())), max(hi, float(x.max()))
+            if quantize:
+                x = quantize_8bit(x)
             if x.shape[1] == 1:
                 x = x.repeat(1, 3, 1, 1)
             feats = model(x)
@@ -243,6 +257,7 @@ def fid_from_images(
     batch_size: int = 250,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    quantize: bool = True,
 ) -> float:
     """FID between images ``(N, C, H, W)`` in ``[-1, 1]`` (N >= 2) and reference statistics.
 
@@ -251,9 +266,11 @@ def fid_from_images(
         images: the image set, e.g. generated samples.
         ref: path of an ``.npz`` with ``mu`` / ``sigma`` (see :func:`load_stats`), or a tuple
             ``(mu, sigma)``.
-        batch_size, device, progress: as in :func:`extract_features`.
+        batch_size, device, progress, quantize: as in :func:`extract_features`.
     """
     mu_ref, sigma_ref = load_stats(ref) if isinstance(ref, (str, Path)) else ref
-    feats = extract_features(model, images, batch_size=batch_size, device=device, progress=progress)
+    feats = extract_features(
+        model, images, batch_size=batch_size, device=device, progress=progress, quantize=quantize
+    )
     mu, sigma = feature_stats(feats)
     return frechet_distance(mu, sigma, mu_ref, sigma_ref)
