@@ -3,50 +3,23 @@ finish end bit-identical to an uninterrupted run; corrupted files are detected a
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from run_helpers import RING8_STAGED
+from run_helpers import sfbd_run as run_in_subprocess
 
 from sfbd import faults
 from sfbd.config import load_config
 from sfbd.pipeline import Run, read_denoised
 
-SETS = [
-    "data.source=ring8",
-    "data.num_samples=1000",
-    "data.clean_fraction=0.05",
-    "model.hidden=32",
-    "model.layers=1",
-    "train.pretrain_steps=30",
-    "train.update_steps=20",
-    "train.batch_size=64",
-    "train.checkpoint_every=7",
-    "train.log_every=10",
-    "sfbd.iterations=2",
-    "eval.num_samples=200",
-    "sample.sampler=sde",
-    "sample.steps=16",
-    "sample.batch_size=64",
-    "sample.shard_size=200",  # 855 noisy samples: 5 shards
-    "device=cpu",
-]
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+SETS = RING8_STAGED
 
 
 def sfbd_run(out: Path, fault: str | None = None, sets: list[str] = SETS):
-    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
-    env.pop("SFBD_FAULT", None)
-    if fault is not None:
-        env["SFBD_FAULT"] = fault
-    cmd = [sys.executable, "-m", "sfbd", "run", "--out", str(out), "--quiet"]
-    for s in sets:
-        cmd += ["--set", s]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    return run_in_subprocess(out, sets, fault)
 
 
 def outputs(run: Path) -> dict[str, bytes]:

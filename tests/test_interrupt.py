@@ -5,21 +5,16 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from run_helpers import RING8_TINY, cli_env, run_cmd
 
 from sfbd.interrupt import EXIT_INTERRUPTED, Interrupted, StopFlag, stop_on_signals
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
 SETS = [
-    "data.source=ring8",
-    "data.num_samples=1000",
-    "data.clean_fraction=0.05",
-    "model.hidden=32",
-    "model.layers=1",
+    *RING8_TINY,
     "train.pretrain_steps=4000",
     "train.update_steps=50",
     "train.batch_size=32",
@@ -45,16 +40,11 @@ def test_flag_and_handlers():
 
 
 def _cmd(out: Path) -> list[str]:
-    cmd = [sys.executable, "-m", "sfbd", "run", "--out", str(out), "--quiet"]
-    for s in SETS:
-        cmd += ["--set", s]
-    return cmd
+    return run_cmd(out, SETS)
 
 
 def _env() -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
-    env.pop("SFBD_FAULT", None)
-    return env
+    return cli_env()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

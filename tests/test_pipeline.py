@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from run_helpers import RING8_TINY
 from safetensors.torch import load_file
 
 from sfbd.checkpoint import load_checkpoint
@@ -98,11 +99,7 @@ def test_neural_sfbd_beats_clean_only_on_ring8(tmp_path):
 
 
 TINY = [
-    "data.source=ring8",
-    "data.num_samples=1000",
-    "data.clean_fraction=0.05",
-    "model.hidden=32",
-    "model.layers=1",
+    *RING8_TINY,
     "train.pretrain_steps=30",
     "train.update_steps=20",
     "train.batch_size=64",

@@ -224,3 +224,74 @@ def test_gradient_accumulation_in_one_process_equals_the_whole_batch():
     train_stage(acc, data, micro_batch=5, **kw)  # 5 + 5 + 5 + 1... as 4 near-equal parts
     for a, b in zip(whole.model.parameters(), acc.model.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-6, rtol=1e-5)
+
+
+def _unet_state() -> TrainState:
+    torch.manual_seed(0)  # the same initial weights on every rank
+    cfg = {"shape": [1, 8, 8], "channels": 8, "channel_mult": [1, 2], "dropout": 0.3}
+    model = build_denoiser("unet", cfg)
+    return TrainState(model, copy.deepcopy(model), make_optimizer(model, 1e-3))
+
+
+def _ddp_resume(rank, world, folder, phase):
+    """phase 'straight': 100 steps, keeping the snapshot of step 91 (inside the last 10% whose
+    mean loss is returned, and inside a log window); 'resume': from step 91."""
+    import json
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    from sfbd.train import StageProgress
+
+    data = torch.randn(64, 1, 8, 8, generator=torch.Generator().manual_seed(3)).clamp(-1, 1)
+    kw = {**KW, "batch_size": 12, "seed": 5, "steps": 100, "log_every": 5}
+    s = _unet_state()
+    resume = None
+    if phase == "resume":
+        saved = torch.load(folder / "snap.pt")
+        s.model.load_state_dict(saved["model"])
+        s.ema.load_state_dict(saved["ema"])
+        s.optimizer.load_state_dict(saved["optimizer"])
+        s.step = saved["step"]
+        resume = StageProgress.restore(json.loads(saved["meta"]), saved["tensors"])
+        torch.manual_seed(1000 + rank)  # the dropout generators must come from the snapshot
+    s.forward = DistributedDataParallel(s.model)
+
+    def keep(progress):  # called on every rank at the checkpoint steps, like the pipeline's
+        if rank == 0 and progress.done == 91:
+            torch.save(
+                {
+                    "model": s.model.state_dict(),
+                    "ema": s.ema.state_dict(),
+                    "optimizer": s.optimizer.state_dict(),
+                    "step": s.step,
+                    "meta": json.dumps(progress.meta()),  # as the checkpoint's JSON holds it
+                    "tensors": progress.tensors(),
+                },
+                folder / "snap.pt",
+            )
+
+    logged = []
+
+    def log(*record):
+        logged.append(record)
+
+    loss = train_stage(s, data, resume=resume, checkpoint=keep, checkpoint_every=7, log=log, **kw)
+    if rank == 0:
+        params = [p.detach().clone() for p in (*s.model.parameters(), *s.ema.parameters())]
+        torch.save({"loss": loss, "params": params, "log": logged}, folder / f"{phase}.pt")
+
+
+def test_ddp_resume_from_a_step_snapshot_is_bit_identical(tmp_path):
+    from ddp_helpers import run_ranks
+
+    run_ranks(2, _ddp_resume, tmp_path, "straight")
+    run_ranks(2, _ddp_resume, tmp_path, "resume")
+    straight, resumed = torch.load(tmp_path / "straight.pt"), torch.load(tmp_path / "resume.pt")
+    assert resumed["loss"] == straight["loss"]
+    assert [a[0] for a in resumed["log"]] == [95, 100]  # the window of 91..95 spans the resume
+    assert resumed["log"] == straight["log"][-2:]
+    pairs = zip(straight["params"], resumed["params"], strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    start = _unet_state().model.parameters()
+    moved = max((a - b).abs().max() for a, b in zip(straight["params"], start, strict=False))
+    assert moved > 1e-3  # trained, not a comparison of untouched weights

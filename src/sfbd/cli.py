@@ -197,6 +197,14 @@ def _images(spec: str, root: str | None) -> np.ndarray:
     return x
 
 
+def _status(args: argparse.Namespace) -> int:
+    from sfbd.status import format_status, run_status
+
+    status = run_status(args.run, verify=args.verify)
+    print(json.dumps(status, indent=1) if args.json else format_status(status))
+    return 1 if status.get("problems") else 0
+
+
 def _fid_stats(args: argparse.Namespace) -> int:
     from sfbd.metrics.fid import extract_features, feature_stats, save_stats
     from sfbd.metrics.inception import load_inception
@@ -284,6 +292,16 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     n.add_argument("--quiet", action="store_true")
     n.set_defaults(func=_denoise)
+
+    t = sub.add_parser("status", help="where a run stands: stages, progress, time left")
+    t.add_argument("--run", required=True, help="run directory (the --out of sfbd run)")
+    t.add_argument("--json", action="store_true", help="print the status as JSON")
+    t.add_argument(
+        "--verify",
+        action="store_true",
+        help="also check finished stages' files against the manifest (exit 1 on a mismatch)",
+    )
+    t.set_defaults(func=_status)
 
     f = sub.add_parser("fid-stats", help="FID reference statistics (mu, sigma) of a dataset")
     f.add_argument("source", help="cifar10, celeba, digits, an image folder/.zip or .npy/.npz")

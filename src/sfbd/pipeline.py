@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import yaml
 
-from sfbd import distributed, fast, faults, report
+from sfbd import __version__, distributed, fast, faults, report
 from sfbd.atomic import atomic_write_text, save_npy, save_npz
 from sfbd.augment import Augment
 from sfbd.checkpoint import (
@@ -201,6 +201,16 @@ class Run:
             self._log(f"all {len(self.stages)} stages already finished in {self.out}")
             return done
         self.runlog = RunLog(self.out) if self.main else _NullLog()
+        self.runlog.event(
+            "start",
+            version=__version__,
+            noisy=len(prob.noisy),
+            clean=len(prob.clean),
+            shape=list(prob.shape),
+            device=str(self.device),
+            world_size=self.dist.world_size,
+            finished_stages=len(done),
+        )
         self.fid = None
         if self.cfg.eval.fid:  # rank 0 computes and caches the reference statistics first
             if self.main:
@@ -517,6 +527,7 @@ class Run:
         todo = [r for r in mine if r.start not in parts]
         if todo:
             self._check_disk(folder, sum(len(r) for r in todo) * math.prod(prob.shape) * 4)
+            folder.mkdir(parents=True, exist_ok=True)  # `sfbd status`: denoising has begun
         if parts and todo:
             self._log(f"stage {k}: {len(parts)} of {len(mine)} denoised shards kept")
         # under DDP the ranks agree on a stop request after each round of shards

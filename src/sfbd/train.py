@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -68,11 +69,17 @@ class StageProgress:
     torch_rng: torch.Tensor | None = None  # global CPU generator (dropout on CPU)
     cuda_rng: torch.Tensor | None = None  # current CUDA device's generator (dropout on GPU)
     rank_rngs: dict[str, torch.Tensor] = field(default_factory=dict)  # other ranks' (DDP)
+    # DDP: each rank's own [tail_sum, window] (the totals above are their sums); with them a
+    # resumed run adds up its losses in the same order as one never interrupted
+    rank_sums: list[list[float]] | None = None
 
     COUNTERS = ("done", "tail_sum", "window", "tail_n", "window_n", "skipped", "streak", "worst")
 
-    def meta(self) -> dict[str, float | int]:
-        return {k: getattr(self, k) for k in self.COUNTERS}
+    def meta(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: getattr(self, k) for k in self.COUNTERS}
+        if self.rank_sums is not None:
+            out["rank_sums"] = self.rank_sums
+        return out
 
     def tensors(self) -> dict[str, torch.Tensor]:
         out = {"generator": self.generator, "torch_rng": self.torch_rng, "cuda_rng": self.cuda_rng}
@@ -81,6 +88,7 @@ class StageProgress:
     @classmethod
     def restore(cls, meta: dict, tensors: dict[str, torch.Tensor]) -> StageProgress:
         p = cls(**{k: meta[k] for k in cls.COUNTERS if k in meta})
+        p.rank_sums = meta.get("rank_sums")
         for k, v in tensors.items():
             v = v.cpu().to(torch.uint8)
             if k in ("generator", "torch_rng", "cuda_rng"):
@@ -198,7 +206,9 @@ def train_stage(
     else:
         gen.manual_seed(seed)
         torch.manual_seed(seed + me.rank)  # dropout: the global generator, per stage and rank
-    if ddp and me.rank != 0:  # running sums are kept whole on rank 0 (see snapshot)
+    if ddp and pr.rank_sums is not None and len(pr.rank_sums) == me.world_size:
+        pr.tail_sum, pr.window = pr.rank_sums[me.rank]  # this rank's own partial sums
+    elif ddp and me.rank != 0:  # another world size (or older checkpoint): totals on rank 0
         pr.tail_sum = pr.window = 0.0
     loss_fn = EDMLoss(augment=augment)
     beta = 0.5 ** (1.0 / max(1.0, ema_halflife * steps))
@@ -217,7 +227,9 @@ def train_stage(
 
     def snapshot(done: int) -> StageProgress:
         rngs = _capture_rng(device)
+        mine = [float(tail_sum), float(window)]
         return StageProgress(
+            rank_sums=distributed.all_gather_object(mine) if ddp else None,
             done=done,
             tail_sum=float(distributed.all_reduce_sum(tail_sum)),
             window=float(distributed.all_reduce_sum(window)),

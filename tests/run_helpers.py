@@ -1,0 +1,63 @@
+"""Shared by the tests that run small pipelines: a tiny ring8 problem and `sfbd run` in a
+subprocess (one thread, no inherited fault injection unless asked for)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+#: A ring8 problem with a small MLP: 855 noisy and 45 clean samples, 100 held out.
+RING8_TINY = [
+    "data.source=ring8",
+    "data.num_samples=1000",
+    "data.clean_fraction=0.05",
+    "model.hidden=32",
+    "model.layers=1",
+]
+
+#: RING8_TINY run in 3 short stages with step checkpoints every 7 steps and E_k in 5 shards:
+#: the run the crash tests kill at chosen points.
+RING8_STAGED = [
+    *RING8_TINY,
+    "train.pretrain_steps=30",
+    "train.update_steps=20",
+    "train.batch_size=64",
+    "train.checkpoint_every=7",
+    "train.log_every=10",
+    "sfbd.iterations=2",
+    "eval.num_samples=200",
+    "sample.sampler=sde",
+    "sample.steps=16",
+    "sample.batch_size=64",
+    "sample.shard_size=200",  # 855 noisy samples: 5 shards
+    "device=cpu",
+]
+
+
+def cli_env(fault: str | None = None) -> dict[str, str]:
+    """Environment of a subprocess run: the source tree, one thread, ``SFBD_FAULT=fault``."""
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    env.pop("SFBD_FAULT", None)
+    if fault is not None:
+        env["SFBD_FAULT"] = fault
+    return env
+
+
+def run_cmd(out: Path, sets: list[str]) -> list[str]:
+    cmd = [sys.executable, "-m", "sfbd", "run", "--out", str(out), "--quiet"]
+    for s in sets:
+        cmd += ["--set", s]
+    return cmd
+
+
+def sfbd_run(
+    out: Path, sets: list[str], fault: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``sfbd run --out out --set ...`` to completion (or to the injected fault)."""
+    return subprocess.run(
+        run_cmd(out, sets), env=cli_env(fault), capture_output=True, text=True, timeout=600
+    )

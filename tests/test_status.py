@@ -1,0 +1,107 @@
+"""`sfbd status`: the state of finished, interrupted and corrupted run directories."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from run_helpers import RING8_STAGED, sfbd_run
+
+from sfbd.cli import main
+from sfbd.config import load_config
+from sfbd.errors import SfbdError
+from sfbd.pipeline import Run
+from sfbd.status import format_status, run_status
+
+SETS = [*RING8_STAGED, "train.log_every=5"]  # a later --set wins
+
+
+def _killed(out: Path, fault: str) -> Path:
+    proc = sfbd_run(out, SETS, fault)
+    assert proc.returncode == -9, proc.stderr  # SIGKILL at the injected point
+    return out
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("status") / "run"
+    proc = sfbd_run(out, SETS)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_finished_run_reports_every_stage_with_its_metrics(finished, capsys):
+    st = run_status(finished)
+    recorded = json.loads((finished / "metrics.json").read_text())["stages"]
+    assert st["finished"] and st["eta_seconds"] is None and st["method"] == "sfbd"
+    assert not st["eta_is_lower_bound"]
+    assert [(r["iteration"], r["name"], r["steps"], r["state"]) for r in st["stages"]] == [
+        (0, "pretrain", 30, "done"),
+        (1, "update", 20, "done"),
+        (2, "update", 20, "done"),
+    ]
+    assert [r["metrics"] for r in st["stages"]] == [e["metrics"] for e in recorded]
+    assert [r["seconds"] for r in st["stages"]] == [e["seconds"] for e in recorded]
+    assert 0 <= st["last_write_seconds_ago"] < 3600
+    text = format_status(st)
+    assert "stage 02 update" in text and "finished" in text
+    assert f"swd {recorded[2]['metrics']['swd']:.4g}" in text
+
+    assert main(["status", "--run", str(finished), "--json", "--verify"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["problems"] == [] and printed["stages"] == json.loads(json.dumps(st["stages"]))
+
+
+def test_verify_names_a_changed_file_and_exits_1(finished, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(finished, run)
+    shard = sorted((run / "denoised" / "E_02").glob("shard-*.npz"))[1]
+    data = bytearray(shard.read_bytes())
+    data[-40] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    assert main(["status", "--run", str(run), "--verify"]) == 1
+    out = capsys.readouterr().out
+    assert f"PROBLEM stage 2: denoised/E_02/{shard.name} does not match its SHA-256" in out
+    assert run_status(run)["finished"]  # without --verify nothing is hashed
+
+
+def test_killed_while_training_an_update(tmp_path):
+    # 30 pretraining steps, then killed after update step 15 (the step checkpoint is at 14)
+    st = run_status(_killed(tmp_path / "run", "train.step:45"))
+    assert [r["state"] for r in st["stages"]] == ["done", "training", "pending"]
+    now = st["stages"][1]
+    assert now["trained_steps"] == 14 and now["checkpoint_step"] == 14
+    assert st["steps_per_second"] > 0
+    # stage 2 has no finished update to go by: its 20 steps at the current rate, plus 6 left here
+    assert st["eta_seconds"] == pytest.approx(26 / st["steps_per_second"])
+    assert st["eta_is_lower_bound"]
+    assert "training: 14/20 (step checkpoint at 14)" in format_status(st)
+
+
+def test_killed_while_denoising(tmp_path):
+    st = run_status(_killed(tmp_path / "run", "denoise.shard:2"))
+    assert [r["state"] for r in st["stages"]] == ["done", "denoising", "pending"]
+    now = st["stages"][1]
+    assert (now["denoised"], now["shards"], now["noisy"]) == (400, 2, 855)
+    assert "denoising: 400/855 noisy samples in 2 shards" in format_status(st)
+
+
+def test_killed_after_training_before_the_metrics(tmp_path):
+    st = run_status(_killed(tmp_path / "run", "stage.end:1"))
+    assert [r["state"] for r in st["stages"]] == ["evaluating", "pending", "pending"]
+    assert st["eta_seconds"] is None  # nothing finished, no training rate: no estimate
+
+
+def test_stopped_between_stages_and_not_a_run_directory(tmp_path, capsys):
+    out = tmp_path / "run"
+    Run(load_config(overrides=SETS), out, progress=False).execute(max_stages=1)
+    st = run_status(out)
+    assert [r["state"] for r in st["stages"]] == ["done", "next", "pending"]
+    assert st["eta_seconds"] is None  # the finished stage is a pretraining, the rest updates
+    with pytest.raises(SfbdError, match="not an sfbd run directory"):
+        run_status(tmp_path)
+    assert main(["status", "--run", str(tmp_path)]) == 2
+    assert "not an sfbd run directory" in capsys.readouterr().err
