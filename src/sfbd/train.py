@@ -142,10 +142,15 @@ def _capture_rng(device: torch.device) -> dict[str, torch.Tensor]:
     return out
 
 
-def _restore_rng(pr: StageProgress, device: torch.device, rank: int) -> None:
+def _restore_rng(pr: StageProgress, device: torch.device, rank: int, seed: int) -> None:
+    """This rank's dropout generators from the snapshot; a rank the snapshot has none for (a
+    resume with more processes) is seeded from (seed, rank, step), so the resume is still
+    deterministic."""
     suffix = "" if rank == 0 else f".r{rank}"
     states = pr.tensors() if rank == 0 else pr.rank_rngs
-    if f"torch_rng{suffix}" in states:
+    if f"torch_rng{suffix}" not in states:
+        torch.manual_seed(seed + rank + 7919 * pr.done)
+    else:
         torch.set_rng_state(states[f"torch_rng{suffix}"])
     if f"cuda_rng{suffix}" in states and device.type == "cuda":
         torch.cuda.set_rng_state(states[f"cuda_rng{suffix}"], device)
@@ -202,7 +207,7 @@ def train_stage(
     pr = resume if resume is not None else StageProgress()
     if pr.generator is not None:
         gen.set_state(pr.generator)
-        _restore_rng(pr, device, me.rank)
+        _restore_rng(pr, device, me.rank, seed)
     else:
         gen.manual_seed(seed)
         torch.manual_seed(seed + me.rank)  # dropout: the global generator, per stage and rank
