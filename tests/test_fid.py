@@ -193,6 +193,29 @@ def test_quantize_8bit_keeps_the_uint8_levels_and_rounds_to_the_nearest():
     assert (q - x.clamp(-1, 1)).abs().max() <= 1 / 255 + 1e-6
 
 
+class _ConvModel(nn.Module):
+    """A convolution and a linear layer: what autocast would run in bfloat16."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 16, 3)
+        self.fc = nn.Linear(16, 32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(x).mean(dim=(2, 3)))
+
+
+def test_features_are_float32_even_when_the_caller_enabled_bf16_autocast():
+    x = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    m = _ConvModel()
+    want = extract_features(m, x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert m(x).dtype == torch.bfloat16  # the caller's autocast is live...
+        got = extract_features(m, x)  # ...but not inside the feature extraction
+    np.testing.assert_array_equal(got, want)
+
+
 def test_features_are_taken_of_the_8bit_images_by_default():
     rng = np.random.default_rng(4)
     x = torch.from_numpy(rng.uniform(-1, 1, (6, 3, 4, 4)).astype(np.float32))

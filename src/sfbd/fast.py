@@ -114,6 +114,15 @@ def autocast(
     return torch.autocast(device_type=device_type(device), dtype=torch.bfloat16)
 
 
+def full_precision(device: torch.device | str) -> contextlib.AbstractContextManager[object]:
+    """Switch off any autocast of ``device``'s type inside the block (e.g. for a metric's
+    feature network, which must run in float32 whatever its caller enabled)."""
+    kind = device_type(device)
+    if kind not in ("cpu", "cuda"):
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=kind, enabled=False)
+
+
 def to_channels_last(module: nn.Module, enabled: bool = True) -> nn.Module:
     """Store the module's 4-D parameters and buffers in NHWC (channels_last) format, in place.
 

@@ -40,6 +40,7 @@ from torch import nn
 
 from sfbd.atomic import save_npz
 from sfbd.errors import DataError
+from sfbd.fast import full_precision
 
 __all__ = [
     "extract_features",
@@ -196,7 +197,7 @@ def extract_features(
         starts = tqdm(starts, desc="Inception features", unit="batch")
     out: list[np.ndarray] = []
     lo, hi = np.inf, -np.inf
-    with torch.inference_mode():
+    with torch.inference_mode(), full_precision(device):  # float32 even under a bf16 caller
         for start in starts:
             batch = torch.as_tensor(images[start : start + batch_size])
             x = batch.to(device=device, dtype=torch.float32)
