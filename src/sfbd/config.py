@@ -101,7 +101,7 @@ class SampleConfig:
 
 @dataclass
 class FastConfig:
-    bf16: str = "auto"  # bfloat16 autocast of the training forward pass (auto: on for CUDA)
+    bf16: str = "auto"  # bf16 autocast of the network: training and sampling (auto: CUDA)
     channels_last: str = "auto"  # NHWC memory format for image networks (auto: on for CUDA)
     compile: str = "auto"  # torch.compile the network for training and sampling (auto: CUDA)
     fused_adam: str = "auto"  # fused Adam kernel (auto: where this torch has one)
