@@ -10,7 +10,8 @@
 #                                                              -> pytest.txt
 #   3. GPU-only correctness checks (always): bf16 vs fp32 and channels_last vs not on a small
 #      DDPM++ network, the samplers free of host-device syncs (CUDA sync-debug mode "error")
-#      and equal to the CPU result, fused Adam's found_inf skip on the device; without pytest
+#      and equal to the CPU result, FID features in float32 under a bf16 caller, fused Adam's
+#      found_inf skip on the device; without pytest
 #      also compile vs eager and the bf16-vs-fp32 training check  -> correctness.txt
 #   3b. a small `sfbd run` end to end on CUDA with the fast path            -> e2e.txt
 #   4. benchmarks/throughput.py at full size (the paper's network, batch 512)
@@ -191,6 +192,21 @@ def _():
             err = (out[sampler].cpu() - ref).abs().max().item()
             assert err < 1e-3, (sampler, err)
     return "heun and sde ran with sync debug mode 'error'"
+
+
+@check("FID features stay float32 inside a caller's bf16 autocast (as in the pipeline)")
+def _():
+    from sfbd.metrics.fid import extract_features
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 64, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(64, 128)).to(dev)
+    x = X[:, :, :16, :16].clamp(-1, 1)
+    want = extract_features(net, x, device=dev)
+    with fast.autocast(dev, True):
+        got = extract_features(net, x, device=dev)
+    assert (got == want).all(), abs(got - want).max()
+    return "features identical"
 
 
 @check("fused Adam on CUDA: found_inf=1 is a no-op; step_unless_nonfinite never syncs")
