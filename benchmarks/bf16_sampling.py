@@ -45,6 +45,7 @@ from sfbd.diffusion.batched import denoise_all, generate
 from sfbd.diffusion.schedule import edm_sigmas
 from sfbd.metrics.distances import sliced_wasserstein
 from sfbd.pipeline import Run
+from sfbd.rng import stream_id
 
 SETS = [
     "method=oracle",  # trained on the clean originals of everything: a good model, quickly
@@ -84,7 +85,15 @@ def main(argv: list[str] | None = None) -> int:
 
     def sample(seed: int, bf16: bool) -> np.ndarray:
         with fast.autocast("cpu", bf16):
-            x = generate(ema, args.n, shape, grid, stream=seed, batch_size=500, progress=False)
+            x = generate(
+                ema,
+                args.n,
+                shape,
+                grid,
+                stream=stream_id("bf16-bench", seed),
+                batch_size=500,
+                progress=False,
+            )
         return x.float().numpy()
 
     def swd(x: np.ndarray) -> float:
@@ -113,7 +122,13 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         with fast.autocast("cpu", bf16):
             den[bf16] = denoise_all(
-                ema, y, prob.sigma, grid, stream=7, batch_size=500, progress=False
+                ema,
+                y,
+                prob.sigma,
+                grid,
+                stream=stream_id("bf16-bench-denoise"),
+                batch_size=500,
+                progress=False,
             ).numpy()
         timings[f"{'bf16' if bf16 else 'fp32'} backward sampling"] = time.perf_counter() - t
     den_paired = float(np.sqrt(np.mean((den[True] - den[False]) ** 2)))

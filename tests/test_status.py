@@ -12,7 +12,7 @@ from sfbd.cli import main
 from sfbd.config import load_config
 from sfbd.errors import SfbdError
 from sfbd.pipeline import Run
-from sfbd.status import format_status, run_status
+from sfbd.status import _rate, format_status, run_status
 
 SETS = [*RING8_STAGED, "train.log_every=5"]  # a later --set wins
 
@@ -105,3 +105,14 @@ def test_stopped_between_stages_and_not_a_run_directory(tmp_path, capsys):
         run_status(tmp_path)
     assert main(["status", "--run", str(tmp_path)]) == 2
     assert "not an sfbd run directory" in capsys.readouterr().err
+
+
+def test_training_rate_counts_only_the_latest_process():
+    first = [(0.0, 5), (1.0, 10), (2.0, 15)]  # 5 steps/s, then killed
+    after = [(3600.0, 20), (3602.0, 30), (3604.0, 40)]  # resumed an hour later: 5 steps/s
+    assert _rate(first) == 5.0
+    assert _rate(first + after, since=3599.0) == 5.0
+    assert _rate(first + after) < 0.01  # the hour's pause counted: why the start time is used
+    assert _rate(first + after[:1], since=3599.0) is None  # one record: no rate yet
+    rewound = [(0.0, 5), (1.0, 10), (2.0, 15), (3.0, 10), (4.0, 20)]  # resumed from step 7
+    assert _rate(rewound) == 10.0

@@ -59,7 +59,10 @@ def keyed_randn(
     Args:
         keys: (B,) integer keys, typically the sample indices.
         shape: per-sample shape.
-        stream: id of the random stream (see :func:`stream_id`).
+        stream: id of the random stream, a well-mixed 63-bit id from :func:`stream_id`. Key
+            and stream are combined by XOR before hashing, so raw small integers are unsafe:
+            streams 0 and 1 give the same rows for keys 0..N-1, only permuted (key k of one is
+            key k ^ 1 of the other).
         counter: draw number within the stream (e.g. the sampler step).
     Returns:
         (B, *shape) tensor on ``keys.device``.

@@ -13,6 +13,7 @@ SHA-256 checksums.
 from __future__ import annotations
 
 import json
+import math
 import time
 import zipfile
 from pathlib import Path
@@ -65,11 +66,14 @@ def _shard_counts(folder: Path) -> tuple[int, int]:
     return shards, samples
 
 
-def _rate(losses: list[tuple[float, int]]) -> float | None:
-    """Steps per second from (time, global step) loss records of one stage: over the last
-    stretch in which the step only grew (a resume may restart from an earlier step)."""
+def _rate(losses: list[tuple[float, int]], since: float = -math.inf) -> float | None:
+    """Steps per second from (time, global step) loss records of one stage: those of the
+    latest process (written at or after ``since``, its start), over the last stretch in which
+    the step only grew, so that the pause before a resume does not count."""
     tail: list[tuple[float, int]] = []
     for rec in losses:
+        if rec[0] < since:
+            continue
         if tail and rec[1] <= tail[-1][1]:
             tail = []
         tail.append(rec)
@@ -132,7 +136,9 @@ def run_status(run_dir: str | Path, *, verify: bool = False) -> dict[str, Any]:
     metrics = _json(out / "metrics.json")
     done = metrics.get("stages", []) if isinstance(metrics, dict) else []
     records = _log_records(out / "log.jsonl")
-    noisy = next((r.get("noisy") for r in reversed(records) if r.get("event") == "start"), None)
+    starts = [r for r in records if r.get("event") == "start"]
+    noisy = starts[-1].get("noisy") if starts else None
+    started = float(starts[-1].get("time", -math.inf)) if starts else -math.inf
     step_meta = (_json(out / "checkpoints" / f"{STEP_CHECKPOINT}.json") or {}).get("meta", {})
     losses = [
         (float(r["time"]), int(r["step"]))
@@ -164,7 +170,7 @@ def run_status(run_dir: str | Path, *, verify: bool = False) -> dict[str, Any]:
                 row["state"] = "evaluating"  # trained; sampling and metrics under way
             elif trained > 0:
                 row.update(state="training", trained_steps=trained, checkpoint_step=saved)
-                rate = _rate(mine)
+                rate = _rate(mine, started)
                 if rate:
                     remaining += (stage.steps - trained) / rate
             elif cfg.method == "sfbd" and k >= 1 and folder.is_dir():
