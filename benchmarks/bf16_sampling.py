@@ -133,13 +133,16 @@ def main(argv: list[str] | None = None) -> int:
         timings[f"{'bf16' if bf16 else 'fp32'} backward sampling"] = time.perf_counter() - t
     den_paired = float(np.sqrt(np.mean((den[True] - den[False]) ** 2)))
 
-    swd32 = [v for k, v in rows if "fp32" in k]
+    swd32 = [v for k, v in rows if k.startswith("generation fp32")]
+    seed_std = float(np.std(swd32, ddof=1)) if len(swd32) > 1 else 0.0
+    bf16_shift = abs(rows[-1][1] - swd32[0])
     table = [
         "| measure | value |",
         "|---|---|",
         *[f"| swd to the hold-out: {k} | {v:.4f} |" for k, v in rows],
-        f"| swd fp32 over {args.seeds} seeds: mean ± std | {np.mean(swd32):.4f} ± "
-        f"{np.std(swd32, ddof=1) if len(swd32) > 1 else 0:.4f} |",
+        f"| swd fp32 over {args.seeds} seeds: mean ± std | {np.mean(swd32):.4f} ± {seed_std:.4f} |",
+        f"| swd change bf16 vs fp32 from the same noise (and seed std / it) | {bf16_shift:.5f} "
+        f"({seed_std / bf16_shift if bf16_shift > 0 else float('inf'):.0f}×) |",
         f"| paired RMS difference bf16 − fp32 (same noise) | {paired:.4f} |",
         f"| RMS spread of the samples (about their mean) | {spread:.4f} |",
         f"| RMS difference between two fp32 seeds | {other:.4f} |",
