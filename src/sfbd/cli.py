@@ -37,7 +37,7 @@ from sfbd.diffusion.schedule import edm_sigmas
 from sfbd.errors import SfbdError
 from sfbd.interrupt import EARLY, EXIT_INTERRUPTED, Interrupted, stop_on_signals
 from sfbd.models import model_config, parameter_count
-from sfbd.pipeline import Run, plan, resolve_device
+from sfbd.pipeline import Run, plan, resolve_device, stage_stem
 from sfbd.rng import stream_id
 
 
@@ -116,7 +116,7 @@ def _load_run(
     if k not in done:
         raise SfbdError(f"stage {k} is not finished in {rundir}; finished stages: {done}")
     device = resolve_device(device_name)  # not the run's: a GPU-trained run samples on a CPU too
-    _, ema, _, meta = load_checkpoint(rundir / "checkpoints" / f"stage-{k:02d}", device)
+    _, ema, _, meta = load_checkpoint(stage_stem(rundir, k), device)
     return cfg, ema.eval(), meta, device
 
 

@@ -77,6 +77,23 @@ OUTPUTS = (
     "manifest.json",
 )
 STEP_CHECKPOINT = "step"  # checkpoints/step.{safetensors,json}: the latest mid-stage state
+
+
+def stage_stem(out: Path, k: int) -> Path:
+    """``DIR/checkpoints/stage-KK``: stage k's checkpoint (add .json / .safetensors)."""
+    return Path(out) / "checkpoints" / f"stage-{k:02d}"
+
+
+def step_stem(out: Path) -> Path:
+    """``DIR/checkpoints/step``: the latest mid-stage step checkpoint."""
+    return Path(out) / "checkpoints" / STEP_CHECKPOINT
+
+
+def denoised_dir(out: Path, k: int) -> Path:
+    """``DIR/denoised/E_KK``: the shards of E_k."""
+    return Path(out) / "denoised" / f"E_{k:02d}"
+
+
 SAVED_SAMPLES = 1000  # generated samples kept per stage in samples/stage-KK.npy
 
 
@@ -170,7 +187,7 @@ class Run:
         atomic_write_text(self.out / "metrics.json", json.dumps({"stages": stages}, indent=1))
 
     def checkpoint_stem(self, iteration: int) -> Path:
-        return self.out / "checkpoints" / f"stage-{iteration:02d}"
+        return stage_stem(self.out, iteration)
 
     # -- the loop ------------------------------------------------------------------------
     def execute(
@@ -313,7 +330,7 @@ class Run:
                     self.checkpoint_stem(j).with_suffix(suffix).unlink(missing_ok=True)
             if j > k:
                 shutil.rmtree(self._denoised_dir(j), ignore_errors=True)
-        step = self.out / "checkpoints" / STEP_CHECKPOINT
+        step = step_stem(self.out)
         try:
             meta = json.loads(step.with_suffix(".json").read_text())["meta"]
             stale = meta["iteration"] > k
@@ -411,7 +428,7 @@ class Run:
         data = torch.as_tensor(self._training_set(stage, prob, denoised), device=self.device)
         resume = self._step_resume(k, state)
         skipped_before = state.skipped
-        step_stem = self.out / "checkpoints" / STEP_CHECKPOINT
+        step_file = step_stem(self.out)
 
         def save_step(progress: StageProgress) -> None:
             if not self.main:
@@ -425,7 +442,7 @@ class Run:
                 "progress": progress.meta(),
             }
             save_checkpoint(
-                step_stem, state.model, state.ema, state.optimizer, meta, progress.tensors()
+                step_file, state.model, state.ema, state.optimizer, meta, progress.tensors()
             )
             distributed.barrier()
 
@@ -473,7 +490,7 @@ class Run:
             stem = self.checkpoint_stem(k)
             save_checkpoint(stem, state.model, state.ema, state.optimizer, meta)
             for suffix in (".json", ".safetensors"):  # JSON first: no JSON, no step checkpoint
-                step_stem.with_suffix(suffix).unlink(missing_ok=True)
+                step_file.with_suffix(suffix).unlink(missing_ok=True)
         distributed.barrier()
         return meta["train_loss"], skipped
 
@@ -493,7 +510,7 @@ class Run:
 
     def _step_resume(self, k: int, state: TrainState) -> StageProgress | None:
         """Restore ``state`` from the step checkpoint if it belongs to stage k."""
-        stem = self.out / "checkpoints" / STEP_CHECKPOINT
+        stem = step_stem(self.out)
         if not stem.with_suffix(".json").is_file():
             return None
         try:
@@ -509,7 +526,7 @@ class Run:
         return progress
 
     def _denoised_dir(self, k: int) -> Path:
-        return self.out / "denoised" / f"E_{k:02d}"
+        return denoised_dir(self.out, k)
 
     def _denoise(self, k: int, state: TrainState, prob: Problem) -> np.ndarray:
         """E_k: every noisy sample backward-sampled from tau with the EMA model, written in
@@ -681,7 +698,7 @@ def _shard_path(folder: Path, r: range) -> Path:
 
 def read_denoised(run_dir: str | Path, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(index, x) of the denoised set E_k of a run: its shards joined in index order."""
-    folder = Path(run_dir) / "denoised" / f"E_{k:02d}"
+    folder = denoised_dir(Path(run_dir), k)
     shards = sorted(folder.glob("shard-*.npz"))
     if not shards:
         raise SfbdError(f"no denoised set E_{k:02d} in {run_dir}")

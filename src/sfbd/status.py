@@ -24,7 +24,7 @@ import numpy as np
 from sfbd.config import load_config
 from sfbd.errors import SfbdError
 from sfbd.manifest import Manifest
-from sfbd.pipeline import STEP_CHECKPOINT, plan
+from sfbd.pipeline import denoised_dir, plan, stage_stem, step_stem
 
 __all__ = ["format_status", "run_status"]
 
@@ -139,7 +139,7 @@ def run_status(run_dir: str | Path, *, verify: bool = False) -> dict[str, Any]:
     starts = [r for r in records if r.get("event") == "start"]
     noisy = starts[-1].get("noisy") if starts else None
     started = float(starts[-1].get("time", -math.inf)) if starts else -math.inf
-    step_meta = (_json(out / "checkpoints" / f"{STEP_CHECKPOINT}.json") or {}).get("meta", {})
+    step_meta = (_json(step_stem(out).with_suffix(".json")) or {}).get("meta", {})
     losses = [
         (float(r["time"]), int(r["step"]))
         for r in records
@@ -165,8 +165,8 @@ def run_status(run_dir: str | Path, *, verify: bool = False) -> dict[str, Any]:
             if step_meta.get("iteration") == k:
                 saved = int(step_meta.get("progress", {}).get("done", 0))
             trained = max(logged, saved or 0)
-            folder = out / "denoised" / f"E_{k:02d}"
-            if (out / "checkpoints" / f"stage-{k:02d}.json").is_file():
+            folder = denoised_dir(out, k)
+            if stage_stem(out, k).with_suffix(".json").is_file():
                 row["state"] = "evaluating"  # trained; sampling and metrics under way
             elif trained > 0:
                 row.update(state="training", trained_steps=trained, checkpoint_step=saved)
@@ -189,7 +189,7 @@ def run_status(run_dir: str | Path, *, verify: bool = False) -> dict[str, Any]:
         for p in (
             out / "log.jsonl",
             out / "metrics.json",
-            out / "checkpoints" / f"{STEP_CHECKPOINT}.json",
+            step_stem(out).with_suffix(".json"),
             *out.glob("denoised/E_*/shard-*.npz"),
         )
         if p.is_file()
