@@ -232,12 +232,12 @@ def train_stage(
 
     def snapshot(done: int) -> StageProgress:
         rngs = _capture_rng(device)
-        mine = [float(tail_sum), float(window)]
+        sums = distributed.all_gather_object([float(tail_sum), float(window)])  # per rank
         return StageProgress(
-            rank_sums=distributed.all_gather_object(mine) if ddp else None,
+            rank_sums=sums if ddp else None,
             done=done,
-            tail_sum=float(distributed.all_reduce_sum(tail_sum)),
-            window=float(distributed.all_reduce_sum(window)),
+            tail_sum=sum(t for t, _ in sums),
+            window=sum(w for _, w in sums),
             tail_n=int(tail_n),
             window_n=int(window_n),
             skipped=int(skipped),
