@@ -37,15 +37,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sfbd import fast
-from sfbd.checkpoint import load_checkpoint
 from sfbd.config import load_config
 from sfbd.data import load_problem
 from sfbd.diffusion.batched import denoise_all, generate
 from sfbd.diffusion.schedule import edm_sigmas
+from sfbd.io.checkpoint import load_checkpoint
 from sfbd.metrics.distances import sliced_wasserstein
-from sfbd.pipeline import Run
 from sfbd.rng import stream_id
+from sfbd.run.runner import Run
+from sfbd.runtime import fast
 
 SETS = [
     "method=oracle",  # trained on the clean originals of everything: a good model, quickly

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sfbd.checkpoint import load_checkpoint
 from sfbd.config import load_config
-from sfbd.pipeline import Run
+from sfbd.io.checkpoint import load_checkpoint
+from sfbd.run.runner import Run
 
 MU = np.array([0.3, -0.2])
 COV = np.array([[0.5, 0.2], [0.2, 0.3]])

@@ -75,7 +75,7 @@ import traceback
 import torch
 from torch import nn
 
-from sfbd import fast
+from sfbd.runtime import fast
 from sfbd.diffusion.loss import EDMLoss
 from sfbd.diffusion.sample import backward_sample
 from sfbd.diffusion.schedule import edm_sigmas

@@ -59,7 +59,7 @@ from sfbd.config import dump_yaml, load_config
 from sfbd.data import load_problem
 from sfbd.data.sources import digits as builtin_digits
 from sfbd.data.sources import ring8 as builtin_ring8
-from sfbd.pipeline import Run
+from sfbd.run.runner import Run
 
 METHODS = ("oracle", "clean-only", "noisy-only", "sfbd")
 BASELINES = ("oracle", "clean-only", "noisy-only")

@@ -31,8 +31,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from sfbd.interrupt import EXIT_INTERRUPTED  # noqa: E402
-from sfbd.pipeline import read_denoised  # noqa: E402
+from sfbd.run.runner import read_denoised  # noqa: E402
+from sfbd.runtime.interrupt import EXIT_INTERRUPTED  # noqa: E402
 
 SETS = [
     "data.source=ring8",

@@ -3,10 +3,10 @@
 The network is the one ``configs/cifar10-4pct.yaml`` builds (DDPM++ SongUNet, 128 channels,
 multipliers 2,2,2, 4 blocks per level, dropout 0.13, 9 augmentation labels; 55.7 M parameters)
 at batch 512. In one process it times, for our fast path (bf16 autocast + channels_last +
-torch.compile + fused Adam, as :mod:`sfbd.fast` resolves them for the device) and for a plain
-fp32 eager run of the same network (TF32 off, default Adam):
+torch.compile + fused Adam, as :mod:`sfbd.runtime.fast` resolves them for the device) and for
+a plain fp32 eager run of the same network (TF32 off, default Adam):
 
-* training: images/s of ``sfbd.train.train_stage`` itself (batch drawn on the device,
+* training: images/s of ``sfbd.train.loop.train_stage`` itself (batch drawn on the device,
   forward + backward + Adam step of the EDM loss with the non-leaky augmentation pipeline,
   p = 0.12, non-finite check, EMA update), random images in [-1, 1];
 * backward sampling: images/s of Heun sampling from tau down to 0 on the paper's 18-step EDM
@@ -41,14 +41,14 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from sfbd import fast
-from sfbd.augment import Augment
 from sfbd.config import load_config
 from sfbd.diffusion.loss import EDMLoss
 from sfbd.diffusion.sample import backward_sample
 from sfbd.diffusion.schedule import edm_sigmas, truncate_sigmas
 from sfbd.models import build_model
-from sfbd.train import TrainState, train_stage
+from sfbd.runtime import fast
+from sfbd.train.augment import Augment
+from sfbd.train.loop import TrainState, train_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "cifar10-4pct.yaml"

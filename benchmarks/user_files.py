@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sfbd.cli import main as sfbd
+from sfbd.cli.main import main as sfbd
 from sfbd.data.sources import builtin
 
 CASES = {

@@ -25,7 +25,7 @@ def _entry(rank: int, world: int, port: int, fn: Callable, args: tuple) -> None:
         LOCAL_RANK=str(rank),
     )
     torch.set_num_threads(1)
-    from sfbd import distributed
+    from sfbd.runtime import distributed
 
     distributed.init("cpu", timeout_s=120)
     try:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from sfbd.atomic import atomic_write, atomic_write_text, save_npy, save_npz
+from sfbd.io.atomic import atomic_write, atomic_write_text, save_npy, save_npz
 
 
 def test_writes_exact_paths_with_ordinary_permissions(tmp_path):

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from sfbd.augment import Augment, AugmentParams, augment_dim, zero_labels
+from sfbd.train.augment import Augment, AugmentParams, augment_dim, zero_labels
 
 OFF = dict(xflip=0, yflip=0, scale=0, rotate_frac=0, aniso=0, translate_frac=0)
 

@@ -3,7 +3,7 @@ import copy
 import pytest
 import torch
 
-from sfbd.checkpoint import (
+from sfbd.io.checkpoint import (
     CheckpointError,
     extra_tensors,
     load_checkpoint,
@@ -12,7 +12,7 @@ from sfbd.checkpoint import (
 )
 from sfbd.nets import build_denoiser
 from sfbd.nets.gaussian import GaussianDenoiser
-from sfbd.train import TrainState, make_optimizer, train_stage
+from sfbd.train.loop import TrainState, make_optimizer, train_stage
 
 
 def test_round_trip_restores_weights_ema_and_adam(tmp_path):

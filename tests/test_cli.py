@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sfbd import cli
-from sfbd.cli import main
+from sfbd.cli import main as cli
+from sfbd.cli.main import main
 
 GAUSS_RUN = [
     "--set", "data.source=ring8",
@@ -405,7 +405,7 @@ def test_fid_stats_and_fid_commands(tmp_path, capsys):
 def test_sfbd_warnings_print_as_one_line_and_others_pass_through(capsys):
     seen = []
     show = cli._warning_line(lambda *a: seen.append(a))
-    inside = str(Path(cli.__file__).parent / "data" / "images.py")
+    inside = str(Path(cli.__file__).parent.parent / "data" / "images.py")
     out = io.StringIO()
     show(UserWarning("copy differs"), UserWarning, inside, 12, out)
     assert out.getvalue() == "sfbd: warning: copy differs\n" and seen == []

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import yaml
 
+from sfbd.cli.demo import DEMO
 from sfbd.config import Config, _all_keys, load_config
-from sfbd.demo import DEMO
-from sfbd.pipeline import Run
+from sfbd.run.runner import Run
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
@@ -86,7 +86,7 @@ def test_readme_lists_every_config_key_with_its_default():
 
 
 def test_paper_presets_dry_run(capsys):
-    from sfbd.cli import main
+    from sfbd.cli.main import main
 
     results = {}
     for path in PAPER:

@@ -1,6 +1,6 @@
 import json
 
-from sfbd.demo import run_demo
+from sfbd.cli.demo import run_demo
 
 
 def test_quick_demo_writes_its_outputs(tmp_path):

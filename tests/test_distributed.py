@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sfbd import distributed as D
+from sfbd.runtime import distributed as D
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -117,7 +117,7 @@ _WORKER = textwrap.dedent(
     """
     import json, sys
     import torch
-    from sfbd import distributed as D
+    from sfbd.runtime import distributed as D
 
     me = D.init("cpu", timeout_s=60)
     info = D.info()

@@ -8,9 +8,9 @@ from PIL import Image
 from sfbd.config import load_config
 from sfbd.data import load_problem
 from sfbd.errors import ConfigError, DataError
-from sfbd.evaluate import check_fid, distances, fid_reference_images
 from sfbd.metrics.inception import FIDInceptionV3
-from sfbd.pipeline import Run
+from sfbd.run.evaluate import check_fid, distances, fid_reference_images
+from sfbd.run.runner import Run
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,10 @@ import pytest
 import torch
 from torch import nn
 
-from sfbd import fast
 from sfbd.diffusion.loss import EDMLoss
 from sfbd.nets import build_denoiser
 from sfbd.nets.songunet import PRESETS
+from sfbd.runtime import fast
 
 DEVICE = torch.device(os.environ.get("SFBD_TEST_DEVICE", "cpu"))
 if DEVICE.type == "cuda" and not torch.cuda.is_available():

@@ -11,9 +11,9 @@ import torch
 from run_helpers import RING8_STAGED
 from run_helpers import sfbd_run as run_in_subprocess
 
-from sfbd import faults
 from sfbd.config import load_config
-from sfbd.pipeline import Run, read_denoised
+from sfbd.run.runner import Run, read_denoised
+from sfbd.runtime import faults
 
 SETS = RING8_STAGED
 

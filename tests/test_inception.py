@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sfbd.cache import file_digest
 from sfbd.errors import SfbdError
+from sfbd.io.cache import file_digest
 from sfbd.metrics import inception
 from sfbd.metrics.inception import FIDInceptionV3, load_inception
 

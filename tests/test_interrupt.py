@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from run_helpers import RING8_TINY, cli_env, run_cmd
 
-from sfbd.interrupt import EXIT_INTERRUPTED, Interrupted, StopFlag, stop_on_signals
+from sfbd.runtime.interrupt import EXIT_INTERRUPTED, Interrupted, StopFlag, stop_on_signals
 
 SETS = [
     *RING8_TINY,

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from sfbd.manifest import Manifest
+from sfbd.io.manifest import Manifest
 
 
 def test_records_and_detects_missing_resized_and_altered_files(tmp_path: Path):

@@ -6,11 +6,11 @@ import torch
 from run_helpers import RING8_TINY
 from safetensors.torch import load_file
 
-from sfbd.checkpoint import load_checkpoint
 from sfbd.config import load_config
 from sfbd.data import load_problem
 from sfbd.errors import SfbdError
-from sfbd.pipeline import Run, plan, read_denoised
+from sfbd.io.checkpoint import load_checkpoint
+from sfbd.run.runner import Run, plan, read_denoised
 
 MU = np.array([0.3, -0.2])
 COV = np.array([[0.5, 0.2], [0.2, 0.3]])
@@ -184,7 +184,7 @@ def test_not_enough_disk_for_the_denoised_set_is_refused_before_denoising(tmp_pa
 
     usage = shutil.disk_usage(tmp_path)
     monkeypatch.setattr(
-        "sfbd.pipeline.shutil.disk_usage", lambda p: usage._replace(free=10 * 2**20)
+        "sfbd.run.runner.shutil.disk_usage", lambda p: usage._replace(free=10 * 2**20)
     )
     run = Run(load_config(overrides=TINY), tmp_path / "d", progress=False)
     with pytest.raises(SfbdError, match=r"not enough disk space for the denoised set .* 0.01 GiB"):
@@ -194,7 +194,7 @@ def test_not_enough_disk_for_the_denoised_set_is_refused_before_denoising(tmp_pa
 
 
 def _denoise_worker(rank, world, out, ckpt):
-    from sfbd.train import TrainState
+    from sfbd.train.loop import TrainState
 
     cfg = load_config(overrides=[*TINY, "sample.shard_size=150", "sample.batch_size=40"])
     run = Run(cfg, out, progress=False)

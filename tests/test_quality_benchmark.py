@@ -21,7 +21,7 @@ import pytest
 
 from sfbd.config import dump_yaml, load_config
 from sfbd.data import load_problem
-from sfbd.pipeline import plan
+from sfbd.run.runner import plan
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"

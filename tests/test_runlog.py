@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 
-from sfbd.runlog import RunLog
+from sfbd.io.runlog import RunLog
 
 
 def test_jsonl_records(tmp_path):

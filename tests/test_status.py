@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from run_helpers import RING8_STAGED, sfbd_run
 
-from sfbd.cli import main
+from sfbd.cli.main import main
+from sfbd.cli.status import _rate, format_status, run_status
 from sfbd.config import load_config
 from sfbd.errors import SfbdError
-from sfbd.pipeline import Run
-from sfbd.status import _rate, format_status, run_status
+from sfbd.run.runner import Run
 
 SETS = [*RING8_STAGED, "train.log_every=5"]  # a later --set wins
 

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from sfbd.errors import SfbdError
-from sfbd.interrupt import Interrupted, StopFlag
 from sfbd.nets import build_denoiser
 from sfbd.nets.gaussian import GaussianDenoiser
-from sfbd.train import TrainState, ema_update, make_optimizer, train_stage
+from sfbd.runtime.interrupt import Interrupted, StopFlag
+from sfbd.train.loop import TrainState, ema_update, make_optimizer, train_stage
 
 KW = dict(batch_size=8, lr=1e-3, lr_warmup=0, ema_halflife=0.1, seed=0, progress=False)
 
@@ -240,7 +240,7 @@ def _ddp_resume(rank, world, folder, phase):
 
     from torch.nn.parallel import DistributedDataParallel
 
-    from sfbd.train import StageProgress
+    from sfbd.train.loop import StageProgress
 
     data = torch.randn(64, 1, 8, 8, generator=torch.Generator().manual_seed(3)).clamp(-1, 1)
     kw = {**KW, "batch_size": 12, "seed": 5, "steps": 100, "log_every": 5}

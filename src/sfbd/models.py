@@ -10,11 +10,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sfbd.augment import augment_dim
 from sfbd.config import Config
 from sfbd.errors import ConfigError
 from sfbd.nets import build_denoiser
 from sfbd.nets.songunet import PRESETS
+from sfbd.train.augment import augment_dim
 
 IMAGE_KINDS = ("unet", "ddpmpp", "ncsnpp", "adm")
 

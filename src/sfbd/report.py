@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
-from sfbd.atomic import atomic_write
+from sfbd.io.atomic import atomic_write
 
 __all__ = [
     "image_grid",

@@ -27,8 +27,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 
-from sfbd.cache import default_cache_dir, download_verified, file_digest
 from sfbd.errors import ConfigError, DataError
+from sfbd.io.cache import default_cache_dir, download_verified, file_digest
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 

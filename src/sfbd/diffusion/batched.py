@@ -1,7 +1,7 @@
 """Batched generation and backward sampling over whole datasets, with a progress bar.
 
 Keys are absolute sample indices, so every result is the same whatever the batch size. A
-``stop`` flag (:mod:`sfbd.interrupt`) is polled between batches.
+``stop`` flag (:mod:`sfbd.runtime.interrupt`) is polled between batches.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from sfbd.diffusion.precond import Denoiser
 from sfbd.diffusion.sample import backward_sample, sample_from_noise
-from sfbd.interrupt import NEVER, StopFlag
+from sfbd.runtime.interrupt import NEVER, StopFlag
 
 
 def generate_batches(

@@ -38,9 +38,9 @@ import scipy.linalg
 import torch
 from torch import nn
 
-from sfbd.atomic import save_npz
 from sfbd.errors import DataError
-from sfbd.fast import full_precision
+from sfbd.io.atomic import save_npz
+from sfbd.runtime.fast import full_precision
 
 __all__ = [
     "extract_features",

@@ -48,8 +48,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sfbd.cache import default_cache_dir, download_verified, file_digest, one_line
 from sfbd.errors import SfbdError
+from sfbd.io.cache import default_cache_dir, download_verified, file_digest, one_line
 
 __all__ = [
     "FEATURE_DIM",

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sfbd import distributed
 from sfbd.config import Config
 from sfbd.data import Problem
 from sfbd.diffusion.batched import generate_batches
@@ -32,6 +31,7 @@ from sfbd.metrics.fid import (
     save_stats,
     stats_from_sums,
 )
+from sfbd.runtime import distributed
 
 
 def distances(

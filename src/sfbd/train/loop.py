@@ -13,7 +13,7 @@ counted and logged; ``max_skipped`` consecutive skipped steps stop the run with 
 than writing NaN weights. With fused Adam the skip happens on the device (Adam's ``found_inf``)
 and the step loop never waits for the device except at log and checkpoint intervals.
 
-Under ``torchrun`` (:mod:`sfbd.distributed`) every rank draws the same global batch and its
+Under ``torchrun`` (:mod:`sfbd.runtime.distributed`) every rank draws the same global batch and its
 noise from the same generator and trains on its own contiguous slice, split into
 micro-batches of at most ``micro_batch`` samples with weights that make DDP's averaged,
 accumulated gradient the gradient of the global-batch mean loss: the result equals one process
@@ -32,11 +32,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from sfbd import distributed, fast, faults
 from sfbd.diffusion.loss import EDMLoss
 from sfbd.errors import SfbdError
-from sfbd.interrupt import NEVER, StopFlag
 from sfbd.nets.gaussian import GaussianDenoiser
+from sfbd.runtime import distributed, fast, faults
+from sfbd.runtime.interrupt import NEVER, StopFlag
 
 
 @dataclass
@@ -188,7 +188,7 @@ def train_stage(
     batch; ``log(step, mean loss, skipped so far)`` is called every ``log_every`` steps.
     ``resume`` continues a stage from a step checkpoint (``state`` already restored from it);
     ``checkpoint(progress)`` is called every ``checkpoint_every`` steps (0: never) and, before
-    :class:`~sfbd.interrupt.Interrupted` is raised, when ``stop`` is set.
+    :class:`~sfbd.runtime.interrupt.Interrupted` is raised, when ``stop`` is set.
     ``micro_batch`` caps the samples per forward pass (gradient accumulation); ``bf16`` runs
     the forward pass under bfloat16 autocast (weights stay float32). Under DDP the ranks agree
     on a stop request every ``stop_sync_every`` steps (one host synchronisation each).

@@ -23,8 +23,8 @@ import numpy as np
 
 from sfbd.config import load_config
 from sfbd.errors import SfbdError
-from sfbd.manifest import Manifest
-from sfbd.pipeline import denoised_dir, plan, stage_stem, step_stem
+from sfbd.io.manifest import Manifest
+from sfbd.run.runner import denoised_dir, plan, stage_stem, step_stem
 
 __all__ = ["format_status", "run_status"]
 

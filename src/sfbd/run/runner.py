@@ -38,10 +38,14 @@ import numpy as np
 import torch
 import yaml
 
-from sfbd import __version__, distributed, fast, faults, report
-from sfbd.atomic import atomic_write_text, save_npy, save_npz
-from sfbd.augment import Augment
-from sfbd.checkpoint import (
+from sfbd import __version__, report
+from sfbd.config import Config, dump_yaml, to_dict
+from sfbd.data import Problem, load_problem
+from sfbd.diffusion.batched import batch_starts, denoise_all, generate_batches
+from sfbd.diffusion.schedule import edm_sigmas
+from sfbd.errors import ConfigError, SfbdError
+from sfbd.io.atomic import atomic_write_text, save_npy, save_npz
+from sfbd.io.checkpoint import (
     CheckpointError,
     extra_tensors,
     load_tensors,
@@ -50,18 +54,15 @@ from sfbd.checkpoint import (
     read_meta,
     save_checkpoint,
 )
-from sfbd.config import Config, dump_yaml, to_dict
-from sfbd.data import Problem, load_problem
-from sfbd.diffusion.batched import batch_starts, denoise_all, generate_batches
-from sfbd.diffusion.schedule import edm_sigmas
-from sfbd.errors import ConfigError, SfbdError
-from sfbd.evaluate import FID, check_fid, distances
-from sfbd.interrupt import NEVER, StopFlag
-from sfbd.manifest import Manifest
+from sfbd.io.manifest import Manifest
+from sfbd.io.runlog import RunLog
 from sfbd.models import build_model, parameter_count
 from sfbd.rng import stream_id
-from sfbd.runlog import RunLog
-from sfbd.train import StageProgress, TrainState, make_optimizer, train_stage
+from sfbd.run.evaluate import FID, check_fid, distances
+from sfbd.runtime import distributed, fast, faults
+from sfbd.runtime.interrupt import NEVER, StopFlag
+from sfbd.train.augment import Augment
+from sfbd.train.loop import StageProgress, TrainState, make_optimizer, train_stage
 
 OUTPUTS = (
     "config.yaml",
@@ -195,8 +196,8 @@ class Run:
     ) -> list[dict]:
         """Run (or resume) the remaining stages; at most ``max_stages`` of them this call.
 
-        When ``stop`` is set (by a signal, see :mod:`sfbd.interrupt`) the run saves a step
-        checkpoint at the next step and raises :class:`~sfbd.interrupt.Interrupted`.
+        When ``stop`` is set (by a signal, see :mod:`sfbd.runtime.interrupt`) the run saves a step
+        checkpoint at the next step and raises :class:`~sfbd.runtime.interrupt.Interrupted`.
         """
         self.stop = stop
         stop.check("before the run started")  # e.g. preempted while starting up

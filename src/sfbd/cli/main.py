@@ -26,19 +26,20 @@ import numpy as np
 import torch
 import yaml
 
-from sfbd import __version__, distributed
-from sfbd.atomic import save_npy
-from sfbd.checkpoint import load_checkpoint
+from sfbd import __version__
 from sfbd.config import SAMPLERS, Config, dump_yaml, load_config, to_dict
 from sfbd.data import BUILTINS, builtin, builtin_shape, load_array, load_problem, to_data_scale
 from sfbd.data.problem import check_sample_shape, load_pretrain, uses_pretrain
 from sfbd.diffusion.batched import denoise_all, generate
 from sfbd.diffusion.schedule import edm_sigmas
 from sfbd.errors import SfbdError
-from sfbd.interrupt import EARLY, EXIT_INTERRUPTED, Interrupted, stop_on_signals
+from sfbd.io.atomic import save_npy
+from sfbd.io.checkpoint import load_checkpoint
 from sfbd.models import model_config, parameter_count
-from sfbd.pipeline import Run, plan, resolve_device, stage_stem
 from sfbd.rng import stream_id
+from sfbd.run.runner import Run, plan, resolve_device, stage_stem
+from sfbd.runtime import distributed
+from sfbd.runtime.interrupt import EARLY, EXIT_INTERRUPTED, Interrupted, stop_on_signals
 
 
 def dry_run(cfg: Config) -> dict:
@@ -85,7 +86,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from sfbd.demo import run_demo
+    from sfbd.cli.demo import run_demo
 
     run_demo(Path(args.out), quick=args.quick, progress=not args.quiet)
     return 0
@@ -198,7 +199,7 @@ def _images(spec: str, root: str | None) -> np.ndarray:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from sfbd.status import format_status, run_status
+    from sfbd.cli.status import format_status, run_status
 
     status = run_status(args.run, verify=args.verify)
     print(json.dumps(status, indent=1) if args.json else format_status(status))
@@ -325,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _warning_line(show: Callable[..., None]) -> Callable[..., None]:
     """``warnings.showwarning`` that prints sfbd's own warnings as one ``sfbd: warning:`` line
     (no source excerpt) and leaves other libraries' warnings to ``show``."""
-    package = str(Path(__file__).resolve().parent)
+    package = str(Path(__file__).resolve().parent.parent)
 
     def showwarning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
         if str(Path(filename).resolve()).startswith(package):

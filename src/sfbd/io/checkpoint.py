@@ -19,11 +19,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from sfbd import faults
-from sfbd.atomic import atomic_write_text
-from sfbd.cache import file_digest
 from sfbd.errors import SfbdError
+from sfbd.io.atomic import atomic_write_text
+from sfbd.io.cache import file_digest
 from sfbd.nets import build_denoiser, denoiser_spec
+from sfbd.runtime import faults
 
 
 class CheckpointError(SfbdError):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sfbd import report
 from sfbd.config import load_config
-from sfbd.pipeline import Run
+from sfbd.run.runner import Run
 
 DEMO = {
     "data": {"source": "ring8", "sigma": 0.35, "clean_fraction": 0.02, "num_samples": 20000},

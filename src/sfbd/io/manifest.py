@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sfbd.atomic import atomic_write_text
-from sfbd.cache import file_digest
+from sfbd.io.atomic import atomic_write_text
+from sfbd.io.cache import file_digest
 
 NAME = "manifest.json"
 
