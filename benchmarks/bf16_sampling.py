@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             den[bf16] = denoise_all(
                 ema,
                 y,
-                prob.sigma,
+                prob.corruption,
                 grid,
                 stream=stream_id("bf16-bench-denoise"),
                 batch_size=500,
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         f"| paired RMS difference bf16 − fp32 (same noise) | {paired:.4f} |",
         f"| RMS spread of the samples (about their mean) | {spread:.4f} |",
         f"| RMS difference between two fp32 seeds | {other:.4f} |",
-        f"| backward sampling from τ = {prob.sigma:g}: PSNR fp32 / bf16 (dB) | "
+        f"| backward sampling from τ = {prob.corruption.describe()}: PSNR fp32 / bf16 (dB) | "
         f"{_psnr(den[False], truth):.2f} / {_psnr(den[True], truth):.2f} |",
         f"| backward sampling: paired RMS difference bf16 − fp32 | {den_paired:.4f} |",
         *[f"| seconds: {k} ({args.n} samples) | {v:.0f} |" for k, v in timings.items()],

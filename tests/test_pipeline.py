@@ -10,6 +10,7 @@ from sfbd.config import load_config
 from sfbd.data import load_problem
 from sfbd.errors import SfbdError
 from sfbd.io.checkpoint import load_checkpoint
+from sfbd.methods import METHODS
 from sfbd.run.runner import Run, plan, read_denoised
 
 MU = np.array([0.3, -0.2])
@@ -149,18 +150,36 @@ def test_refuses_a_foreign_directory(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
+class _Ctx:
+    """A StageContext whose E_k is a given array."""
+
+    def __init__(self, cfg, prob, denoised=None):
+        self.cfg, self.prob, self.device, self.carry = cfg, prob, torch.device("cpu"), {}
+        self._denoised = denoised
+
+    def denoise(self, k):
+        return self._denoised
+
+    def evaluations(self):
+        return 1
+
+
+def _drawn(cfg, stage, ctx):
+    return METHODS[cfg.method]().training_set(stage, ctx).population()[0].numpy()
+
+
 def test_plans_and_training_sets():
     cfg = load_config(overrides=[*TINY, "method=oracle"])
     assert [(s.iteration, s.name, s.steps) for s in plan(cfg)] == [(0, "oracle", 70)]
-    run = Run(cfg, "/nonexistent", progress=False)
     prob = load_problem(cfg)
     stage = plan(cfg)[0]
-    assert len(run._training_set(stage, prob, None)) == len(prob.clean) + len(prob.noisy)
-    run.cfg = load_config(overrides=[*TINY, "method=noisy-only"])
-    assert np.array_equal(run._training_set(stage, prob, None), prob.noisy)
-    run.cfg = load_config(overrides=TINY)
+    assert len(_drawn(cfg, stage, _Ctx(cfg, prob))) == len(prob.clean) + len(prob.noisy)
+    cfg = load_config(overrides=[*TINY, "method=noisy-only"])
+    assert np.array_equal(_drawn(cfg, stage, _Ctx(cfg, prob)), prob.noisy)
+    cfg = load_config(overrides=TINY)
     denoised = np.zeros_like(prob.noisy)
-    assert len(run._training_set(stage, prob, denoised)) == len(prob.noisy) + len(prob.clean)
+    update = plan(cfg)[1]
+    assert len(_drawn(cfg, update, _Ctx(cfg, prob, denoised))) == len(prob.noisy) + len(prob.clean)
 
 
 def test_pretraining_on_a_similar_set_without_a_clean_subset(tmp_path):
@@ -171,9 +190,9 @@ def test_pretraining_on_a_similar_set_without_a_clean_subset(tmp_path):
     prob = load_problem(cfg)
     assert len(prob.clean) == 0 and prob.pretrain is not None and len(prob.pretrain) == 1000
     stage0 = plan(cfg)[0]
-    assert np.array_equal(run._training_set(stage0, prob, None), prob.pretrain)
+    assert np.array_equal(_drawn(cfg, stage0, _Ctx(cfg, prob)), prob.pretrain)
     e = np.zeros((len(prob.noisy), 2), np.float32)
-    assert np.array_equal(run._training_set(plan(cfg)[1], prob, e), e)
+    assert np.array_equal(_drawn(cfg, plan(cfg)[1], _Ctx(cfg, prob, e)), e)
     stages = run.execute()
     assert [s["stage"] for s in stages] == ["pretrain", "update", "update"]
     assert all(np.isfinite(s["metrics"]["swd"]) for s in stages)
@@ -184,7 +203,7 @@ def test_not_enough_disk_for_the_denoised_set_is_refused_before_denoising(tmp_pa
 
     usage = shutil.disk_usage(tmp_path)
     monkeypatch.setattr(
-        "sfbd.run.runner.shutil.disk_usage", lambda p: usage._replace(free=10 * 2**20)
+        "sfbd.run.denoise.shutil.disk_usage", lambda p: usage._replace(free=10 * 2**20)
     )
     run = Run(load_config(overrides=TINY), tmp_path / "d", progress=False)
     with pytest.raises(SfbdError, match=r"not enough disk space for the denoised set .* 0.01 GiB"):
@@ -194,12 +213,24 @@ def test_not_enough_disk_for_the_denoised_set_is_refused_before_denoising(tmp_pa
 
 
 def _denoise_worker(rank, world, out, ckpt):
-    from sfbd.train.loop import TrainState
+    from sfbd.diffusion.schedule import edm_sigmas
+    from sfbd.run.denoise import ShardedDenoiser
+    from sfbd.runtime.fast import FastPath
+    from sfbd.runtime.interrupt import NEVER
 
     cfg = load_config(overrides=[*TINY, "sample.shard_size=150", "sample.batch_size=40"])
-    run = Run(cfg, out, progress=False)
-    model, ema, _, _ = load_checkpoint(ckpt)
-    run._denoise(1, TrainState(model, ema.eval()), load_problem(cfg))
+    _, ema, _, _ = load_checkpoint(ckpt)
+    den = ShardedDenoiser(
+        cfg,
+        load_problem(cfg),
+        out,
+        edm_sigmas(cfg.sample.steps),
+        FastPath(),
+        progress=False,
+        log=lambda msg, warn: None,
+        stop_requested=lambda: False,
+    )
+    den.full_pass(1, ema.eval(), NEVER)
 
 
 def test_sharded_denoising_gives_the_same_keyed_set_for_1_2_and_3_processes(tmp_path):

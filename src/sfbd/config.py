@@ -3,6 +3,9 @@
 A configuration is built from defaults, then a YAML file, then ``--set key=value`` overrides
 (dotted keys, values parsed as YAML scalars). Every field's type is checked, unknown keys are
 reported with the closest valid key, and value ranges are checked by :func:`validate`.
+The allowed names of methods, samplers and model kinds are read from their registries
+(:data:`sfbd.methods.METHODS`, :data:`sfbd.diffusion.sample.SAMPLERS`,
+:data:`sfbd.models.MODEL_KINDS`).
 """
 
 from __future__ import annotations
@@ -19,14 +22,13 @@ from typing import Any
 
 import yaml
 
+from sfbd.data.sources import BUILTIN_2D, BUILTINS
+from sfbd.diffusion.sample import SAMPLERS
 from sfbd.errors import ConfigError
+from sfbd.methods import METHODS
+from sfbd.models import MODEL_KINDS
 
-METHODS = ("sfbd", "clean-only", "noisy-only", "oracle")
-SAMPLERS = ("heun", "sde")
 SWITCHES = ("auto", "on", "off")  # fast.* settings
-# model.kind values; ddpmpp/ncsnpp are EDM's SongUNet presets, adm the Dhariwal-Nichol U-Net
-MODEL_KINDS = ("auto", "mlp", "unet", "ddpmpp", "ncsnpp", "adm", "gaussian")
-AUGMENTED_KINDS = ("ddpmpp", "ncsnpp", "adm")  # networks that take augmentation labels
 # keys that name files or folders (checked to be non-empty when set)
 PATH_KEYS = (
     "data.source",
@@ -113,6 +115,15 @@ class SfbdConfig:
 
 
 @dataclass
+class OnlineConfig:
+    refresh_every: int = 20  # online-sfbd: steps between bank refreshes (the paper's 20)
+    refresh_size: int | None = None  # online-sfbd: samples per refresh (None: renew the whole
+    #                                  bank once per train.update_steps, SFBD's budget)
+    ramp: float = 0.25  # online-sfbd: fraction of the phase over which the bank's weight
+    #                     ramps from 0 to 1 (0: no ramp)
+
+
+@dataclass
 class EvalConfig:
     reference: str | None = (
         None  # .npy/.npz of held-out clean samples (benchmark default: hold-out)
@@ -127,7 +138,7 @@ class EvalConfig:
 
 @dataclass
 class Config:
-    method: str = "sfbd"  # sfbd | clean-only | noisy-only | oracle
+    method: str = "sfbd"  # sfbd | online-sfbd | clean-only | noisy-only | oracle
     seed: int = 0  # global seed: same seed, same machine -> same result
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     data: DataConfig = field(default_factory=DataConfig)
@@ -135,6 +146,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     sfbd: SfbdConfig = field(default_factory=SfbdConfig)
+    online: OnlineConfig = field(default_factory=OnlineConfig)
     fast: FastConfig = field(default_factory=FastConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
@@ -342,6 +354,7 @@ def validate(cfg: Config) -> None:
     """Range and consistency checks; raises ConfigError naming the key and the fix."""
     d = cfg.data
     _check(cfg.method in METHODS, f"method must be one of {', '.join(METHODS)}; got {cfg.method!r}")
+    method = METHODS[cfg.method]
     _check(
         math.isfinite(d.sigma) and d.sigma > 0,
         f"data.sigma must be a positive number (the noise std), got {d.sigma}",
@@ -363,10 +376,10 @@ def validate(cfg: Config) -> None:
             "no data: set data.source (e.g. ring8, digits, or a .npy file) or data.noisy and "
             "data.clean"
         )
-    needs_clean = cfg.method in ("sfbd", "clean-only")  # they pretrain on clean samples
+    needs_clean = method.pretrains  # they pretrain on clean samples
     if user:
         _check(
-            d.noisy is not None or cfg.method == "clean-only",
+            d.noisy is not None or not method.needs_noisy,
             f"method {cfg.method} needs data.noisy (the noisy samples) in user mode",
         )
         _check(
@@ -375,8 +388,9 @@ def validate(cfg: Config) -> None:
             "or data.pretrain (clean samples of a similar one) to pretrain on; set one of them",
         )
         _check(
-            cfg.method != "oracle",
-            "method oracle needs benchmark mode: set data.source and unset data.noisy/data.clean",
+            not method.needs_truth,
+            f"method {cfg.method} needs benchmark mode: set data.source and unset "
+            "data.noisy/data.clean",
         )
     else:
         _check(
@@ -387,12 +401,13 @@ def validate(cfg: Config) -> None:
         _check(
             d.clean_fraction > 0 or d.pretrain is not None or not needs_clean,
             f"data.clean_fraction 0 leaves no clean samples for "
-            f"{'pretraining' if cfg.method == 'sfbd' else 'method clean-only'}; set "
+            f"{'pretraining' if method.needs_noisy else f'method {cfg.method}'}; set "
             "data.clean_fraction > 0 or data.pretrain (clean samples of a similar dataset)",
         )
         _check(0 <= d.holdout < 1, f"data.holdout must be in [0, 1), got {d.holdout}")
         _check(d.num_samples >= 10, f"data.num_samples must be >= 10, got {d.num_samples}")
-    _check(cfg.model.kind in MODEL_KINDS, f"model.kind must be one of {', '.join(MODEL_KINDS)}")
+    kinds = ("auto", *MODEL_KINDS)
+    _check(cfg.model.kind in kinds, f"model.kind must be one of {', '.join(kinds)}")
     _check(
         cfg.model.hidden > 0 and cfg.model.layers > 0, "model.hidden and model.layers must be > 0"
     )
@@ -406,10 +421,11 @@ def validate(cfg: Config) -> None:
         0 <= cfg.train.augment < 1,
         f"train.augment must be a probability in [0, 1), got {cfg.train.augment}",
     )
+    augmented = [k for k, spec in MODEL_KINDS.items() if spec.augmented]
     _check(
-        cfg.train.augment == 0 or cfg.model.kind in AUGMENTED_KINDS,
+        cfg.train.augment == 0 or cfg.model.kind in augmented,
         f"train.augment needs a network that takes augmentation labels "
-        f"(model.kind {' / '.join(AUGMENTED_KINDS)}); got model.kind={cfg.model.kind}",
+        f"(model.kind {' / '.join(augmented)}); got model.kind={cfg.model.kind}",
     )
     _check(cfg.train.log_every >= 1, "train.log_every must be >= 1")
     _check(cfg.train.checkpoint_every >= 0, "train.checkpoint_every must be >= 0 (0: never)")
@@ -434,6 +450,15 @@ def validate(cfg: Config) -> None:
     _check(s.steps >= 2, f"sample.steps must be >= 2, got {s.steps}")
     _check(s.batch_size >= 1, "sample.batch_size must be >= 1")
     _check(cfg.sfbd.iterations >= 0, "sfbd.iterations must be >= 0")
+    o = cfg.online
+    _check(o.refresh_every >= 1, f"online.refresh_every must be >= 1, got {o.refresh_every}")
+    _check(
+        o.refresh_size is None or o.refresh_size >= 1,
+        f"online.refresh_size must be >= 1 or null, got {o.refresh_size}",
+    )
+    _check(
+        0 <= o.ramp <= 1, f"online.ramp must be in [0, 1] (a fraction of the phase), got {o.ramp}"
+    )
     _check(cfg.eval.num_samples >= 2, "eval.num_samples must be >= 2")
     _check(cfg.eval.swd_projections >= 1, "eval.swd_projections must be >= 1")
     _check(
@@ -450,8 +475,6 @@ def _same_path(a: str, b: str) -> bool:
 
 def _check_pretrain(cfg: Config) -> None:
     """data.pretrain must not be (a copy of) data the run trains or evaluates on."""
-    from sfbd.data.sources import BUILTIN_2D, BUILTINS  # here: sfbd.data imports this module
-
     d = cfg.data
     assert d.pretrain is not None
     others = {"data.source": d.source, "data.noisy": d.noisy, "data.clean": d.clean}

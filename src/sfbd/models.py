@@ -1,64 +1,121 @@
-"""From configuration to denoiser: which network, with which constructor keywords.
+"""From configuration to denoiser: the registry of ``model.kind`` values.
 
-``model.kind`` picks the architecture: ``mlp`` (vectors), ``unet`` (small images), ``ddpmpp`` /
-``ncsnpp`` (EDM's SongUNet presets, the paper's networks), ``adm`` (Dhariwal & Nichol) or
-``gaussian`` (the analytic denoiser); ``auto`` is mlp for vectors and unet for images.
+Each kind in :data:`MODEL_KINDS` names the network it builds (a key of
+:data:`sfbd.nets.NETWORKS`, or 'gaussian', the analytic denoiser), the sample rank it needs
+(1: vectors (N, D), 3: images (N, C, H, W), None: any), whether it takes the non-leaky
+augmentation labels, and how its constructor keywords follow from the configuration:
+
+* ``mlp`` (vectors), ``unet`` (small images);
+* ``ddpmpp`` / ``ncsnpp``: EDM's SongUNet presets, the paper's networks;
+* ``adm``: Dhariwal & Nichol's U-Net as in EDM;
+* ``gaussian``: the analytic denoiser of Gaussian data (refitted, not trained).
+
+``model.kind=auto`` is mlp for vectors and unet for images. Validation (:mod:`sfbd.config`)
+and the contract tests read this registry.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
 import torch
 from torch import nn
 
-from sfbd.config import Config
 from sfbd.errors import ConfigError
 from sfbd.nets import build_denoiser
 from sfbd.nets.songunet import PRESETS
+from sfbd.registry import Registry
 from sfbd.train.augment import augment_dim
 
-IMAGE_KINDS = ("unet", "ddpmpp", "ncsnpp", "adm")
+if TYPE_CHECKING:
+    from sfbd.config import Config
+
+Kwargs = Callable[["Config", tuple[int, ...]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """One ``model.kind``: the network it builds and its constructor keywords."""
+
+    network: str  # key of sfbd.nets.NETWORKS, or 'gaussian'
+    rank: int | None  # 1: vectors, 3: images, None: any sample shape
+    augmented: bool  # takes augmentation labels (train.augment > 0 allowed)
+    kwargs: Kwargs
+
+
+MODEL_KINDS: Registry[ModelKind] = Registry("model kind")
+
+
+def _mlp(cfg: Config, shape: tuple[int, ...]) -> dict[str, Any]:
+    m = cfg.model
+    return {"shape": list(shape), "hidden": m.hidden, "layers": m.layers}
+
+
+def _unet(cfg: Config, shape: tuple[int, ...]) -> dict[str, Any]:
+    m = cfg.model
+    return {
+        "shape": list(shape),
+        "channels": m.channels,
+        "channel_mult": list(m.channel_mult),
+        "blocks_per_level": m.blocks_per_level,
+        "dropout": m.dropout,
+        "attention": m.attention,
+    }
+
+
+def _edm(cfg: Config, shape: tuple[int, ...]) -> dict[str, Any]:
+    """Keywords shared by EDM's networks (SongUNet presets and ADM)."""
+    m = cfg.model
+    return {
+        "shape": list(shape),
+        "model_channels": m.channels,
+        "channel_mult": list(m.channel_mult),
+        "num_blocks": m.blocks_per_level,
+        "attn_resolutions": list(m.attn_resolutions),
+        "dropout": m.dropout,
+        "augment_dim": augment_dim if cfg.train.augment > 0 else 0,
+    }
+
+
+def _songunet(preset: str) -> Kwargs:
+    def kwargs(cfg: Config, shape: tuple[int, ...]) -> dict[str, Any]:
+        out = {**_edm(cfg, shape), **PRESETS[preset]}
+        if cfg.model.channel_mult_noise is not None:
+            out["channel_mult_noise"] = cfg.model.channel_mult_noise
+        if cfg.model.resample_filter is not None:
+            out["resample_filter"] = list(cfg.model.resample_filter)
+        return out
+
+    return kwargs
+
+
+MODEL_KINDS.add("mlp", ModelKind("mlp", 1, False, _mlp))
+MODEL_KINDS.add("unet", ModelKind("unet", 3, False, _unet))
+MODEL_KINDS.add("ddpmpp", ModelKind("songunet", 3, True, _songunet("ddpmpp")))
+MODEL_KINDS.add("ncsnpp", ModelKind("songunet", 3, True, _songunet("ncsnpp")))
+MODEL_KINDS.add("adm", ModelKind("adm", 3, True, _edm))
+MODEL_KINDS.add("gaussian", ModelKind("gaussian", None, False, lambda c, s: {"shape": list(s)}))
+
+_RANK_NAMES = {1: "vectors (N, D)", 3: "images (N, C, H, W)"}
+
+
+def resolve_kind(cfg: Config, shape: tuple[int, ...]) -> str:
+    """``model.kind`` with ``auto`` resolved: mlp for vectors, unet for images."""
+    kind = cfg.model.kind
+    return kind if kind != "auto" else ("mlp" if len(shape) == 1 else "unet")
 
 
 def model_config(cfg: Config, shape: tuple[int, ...]) -> tuple[str, dict]:
-    """(registered network kind, constructor keywords) for samples of ``shape``."""
-    m = cfg.model
-    kind = m.kind if m.kind != "auto" else ("mlp" if len(shape) == 1 else "unet")
-    if kind == "mlp" and len(shape) != 1:
-        raise ConfigError(f"model.kind=mlp needs vectors (N, D); samples have shape {shape}")
-    if kind in IMAGE_KINDS and len(shape) != 3:
+    """(registered network, constructor keywords) for samples of ``shape``."""
+    kind = resolve_kind(cfg, shape)
+    spec = MODEL_KINDS[kind]
+    if spec.rank is not None and len(shape) != spec.rank:
         raise ConfigError(
-            f"model.kind={kind} needs images (N, C, H, W); samples have shape {shape}"
+            f"model.kind={kind} needs {_RANK_NAMES[spec.rank]}; samples have shape {shape}"
         )
-    if kind == "mlp":
-        return kind, {"shape": list(shape), "hidden": m.hidden, "layers": m.layers}
-    if kind == "unet":
-        return kind, {
-            "shape": list(shape),
-            "channels": m.channels,
-            "channel_mult": list(m.channel_mult),
-            "blocks_per_level": m.blocks_per_level,
-            "dropout": m.dropout,
-            "attention": m.attention,
-        }
-    if kind in ("ddpmpp", "ncsnpp", "adm"):
-        kwargs = {
-            "shape": list(shape),
-            "model_channels": m.channels,
-            "channel_mult": list(m.channel_mult),
-            "num_blocks": m.blocks_per_level,
-            "attn_resolutions": list(m.attn_resolutions),
-            "dropout": m.dropout,
-            "augment_dim": augment_dim if cfg.train.augment > 0 else 0,
-        }
-        if kind == "adm":
-            return "adm", kwargs
-        kwargs.update(PRESETS[kind])
-        if m.channel_mult_noise is not None:
-            kwargs["channel_mult_noise"] = m.channel_mult_noise
-        if m.resample_filter is not None:
-            kwargs["resample_filter"] = list(m.resample_filter)
-        return "songunet", kwargs
-    return kind, {"shape": list(shape)}
+    return spec.network, spec.kwargs(cfg, shape)
 
 
 def build_model(

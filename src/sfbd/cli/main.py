@@ -36,6 +36,7 @@ from sfbd.errors import SfbdError
 from sfbd.io.atomic import save_npy
 from sfbd.io.checkpoint import load_checkpoint
 from sfbd.models import model_config, parameter_count
+from sfbd.noise import WhiteGaussian
 from sfbd.rng import stream_id
 from sfbd.run.runner import Run, plan, resolve_device, stage_stem
 from sfbd.runtime import distributed
@@ -174,7 +175,7 @@ def _denoise(args: argparse.Namespace) -> int:
     x = denoise_all(
         ema,
         torch.as_tensor(y),
-        args.sigma,
+        WhiteGaussian(args.sigma),
         edm_sigmas(steps, device=device),
         stream=stream_id("denoise-cli", seed),
         sampler=args.sampler,

@@ -173,7 +173,7 @@ def run_status(run_dir: str | Path, *, verify: bool = False) -> dict[str, Any]:
                 rate = _rate(mine, started)
                 if rate:
                     remaining += (stage.steps - trained) / rate
-            elif cfg.method == "sfbd" and k >= 1 and folder.is_dir():
+            elif stage.denoises and folder.is_dir():
                 row["state"] = "denoising"
                 shards, samples = _shard_counts(folder)
                 row.update(denoised=samples, shards=shards, noisy=noisy)

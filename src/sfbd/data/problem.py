@@ -1,10 +1,11 @@
-"""The learning problem: a clean set, a noisy set at level tau, and held-out reference data.
+"""The learning problem: a clean set, a noisy set and its noise model, and held-out data.
 
 * Benchmark mode starts from one clean source, holds out a reference set, keeps a fraction of
-  the rest clean and corrupts the remainder with fixed noise: sample i of the source gets
-  x_i + tau * eps_i, eps_i a function of (noise_seed, i) only, so the noisy set is a fixed,
-  finite dataset that does not depend on the split or on batching.
-* User mode takes the noisy and clean arrays and tau as given.
+  the rest clean and corrupts the remainder with the run's noise model
+  (:class:`~sfbd.noise.base.Corruption`, e.g. x_i + tau * eps_i), the noise of sample i a
+  function of (noise_seed, i) only, so the noisy set is a fixed, finite dataset that does not
+  depend on the split or on batching.
+* User mode takes the noisy and clean arrays and the noise model as given.
 
 In both modes ``data.pretrain`` may add clean samples of a *similar* distribution (a builtin
 name or a path): stage 0 and the clean-only baseline train on them together with the clean
@@ -14,14 +15,17 @@ set, SFBD's updates on E_k together with the clean set only.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from sfbd.config import Config
 from sfbd.data.sources import BUILTINS, builtin, load_array
 from sfbd.errors import DataError
-from sfbd.rng import keyed_randn, stream_id
+from sfbd.methods import METHODS
+from sfbd.noise import Corruption, WhiteGaussian, from_config
+
+if TYPE_CHECKING:
+    from sfbd.config import Config
 
 
 @dataclass
@@ -29,8 +33,8 @@ class Problem:
     """Arrays of one run, all float32 in model space; shapes (N, *) with the same sample shape."""
 
     clean: np.ndarray  # (M, *) clean samples
-    noisy: np.ndarray  # (N, *) noisy samples at level sigma
-    sigma: float
+    noisy: np.ndarray  # (N, *) noisy samples
+    corruption: Corruption  # their noise model
     reference: np.ndarray | None = None  # held-out clean samples for metrics
     noisy_truth: np.ndarray | None = None  # clean originals of the noisy samples (benchmark)
     scale: str = "float"  # 'uint8' or 'float': the data's own scale, for outputs
@@ -46,7 +50,10 @@ class Problem:
         return len(self.shape) == 3
 
     def summary(self) -> str:
-        parts = [f"clean {len(self.clean)}", f"noisy {len(self.noisy)} at sigma {self.sigma:g}"]
+        parts = [
+            f"clean {len(self.clean)}",
+            f"noisy {len(self.noisy)} at {self.corruption.describe()}",
+        ]
         if self.pretrain is not None:
             parts.append(f"pretrain {len(self.pretrain)}")
         if self.reference is not None:
@@ -55,13 +62,8 @@ class Problem:
 
 
 def corrupt(x: np.ndarray, index: np.ndarray, sigma: float, noise_seed: int) -> np.ndarray:
-    """x + sigma * eps with eps keyed by the source index (fixed per sample)."""
-    eps = keyed_randn(
-        torch.as_tensor(index, dtype=torch.int64),
-        tuple(x.shape[1:]),
-        stream=stream_id("data-noise", noise_seed),
-    ).numpy()
-    return (x + sigma * eps).astype(np.float32)
+    """x + sigma * eps with eps keyed by the source index (fixed per sample): white noise."""
+    return WhiteGaussian(sigma).corrupt(x, index, noise_seed)
 
 
 def split_benchmark(source: np.ndarray, cfg: Config, has_reference: bool) -> Problem:
@@ -86,10 +88,11 @@ def split_benchmark(source: np.ndarray, cfg: Config, has_reference: bool) -> Pro
     clean_idx, noisy_idx = np.sort(train_idx[:n_clean]), np.sort(train_idx[n_clean:])
     if len(noisy_idx) == 0:
         raise DataError("no noisy samples left: lower data.clean_fraction or data.holdout")
+    noise = from_config(cfg)
     return Problem(
         clean=source[clean_idx],
-        noisy=corrupt(source[noisy_idx], noisy_idx, d.sigma, d.noise_seed),
-        sigma=d.sigma,
+        noisy=noise.corrupt(source[noisy_idx], noisy_idx, d.noise_seed),
+        corruption=noise,
         reference=source[ref_idx] if n_ref > 0 else None,
         noisy_truth=source[noisy_idx],
     )
@@ -114,8 +117,8 @@ def _at_least_two(name: str, arr: np.ndarray, fix: str) -> None:
 
 
 def uses_pretrain(cfg: Config) -> bool:
-    """Whether the run trains on ``data.pretrain``: SFBD's stage 0 and clean-only do."""
-    return cfg.data.pretrain is not None and cfg.method in ("sfbd", "clean-only")
+    """Whether the run trains on ``data.pretrain``: methods that pretrain on clean data do."""
+    return cfg.data.pretrain is not None and METHODS[cfg.method].pretrains
 
 
 def load_pretrain(cfg: Config) -> np.ndarray:
@@ -172,7 +175,7 @@ def load_problem(cfg: Config) -> Problem:
         prob = Problem(
             clean=clean if clean is not None else empty,
             noisy=noisy if noisy is not None else empty,
-            sigma=d.sigma,
+            corruption=from_config(cfg),
             scale=scale,
         )
     if uses_pretrain(cfg):

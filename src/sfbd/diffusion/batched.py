@@ -7,13 +7,17 @@ Keys are absolute sample indices, so every result is the same whatever the batch
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
 
 from sfbd.diffusion.precond import Denoiser
-from sfbd.diffusion.sample import backward_sample, sample_from_noise
+from sfbd.diffusion.sample import sample_from_noise
 from sfbd.runtime.interrupt import NEVER, StopFlag
+
+if TYPE_CHECKING:
+    from sfbd.noise.base import Corruption
 
 
 def generate_batches(
@@ -88,7 +92,7 @@ def generate(
 def denoise_all(
     denoiser: Denoiser,
     y: torch.Tensor,
-    tau: float,
+    corruption: Corruption,
     grid: torch.Tensor,
     *,
     stream: int,
@@ -99,7 +103,8 @@ def denoise_all(
     progress: bool = True,
     stop: StopFlag = NEVER,
 ) -> torch.Tensor:
-    """Backward-sample every row of ``y`` (N, *) from level tau; row i keyed keys[i] (default i).
+    """Backward-sample every row of noisy ``y`` (N, *) under ``corruption`` (its noise model,
+    e.g. :class:`~sfbd.noise.white.WhiteGaussian` at tau); row i keyed keys[i] (default i).
 
     ``y`` may live on the CPU; batches move to the denoiser's device and results come back.
     """
@@ -114,7 +119,7 @@ def denoise_all(
             stop.check(f"during {desc}")
             yb = y[start : start + batch_size].to(device)
             kb = keys[start : start + batch_size].to(device)
-            x = backward_sample(denoiser, yb, tau, grid, keys=kb, stream=stream, sampler=sampler)
+            x = corruption.backward(denoiser, yb, kb, grid, sampler=sampler, stream=stream)
             out.append(x.cpu())
             bar.update(len(yb))
     return torch.cat(out) if out else y.clone()

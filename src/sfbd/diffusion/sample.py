@@ -1,7 +1,9 @@
 """Samplers of the reverse diffusion, starting anywhere on the schedule.
 
-Both samplers integrate from sigmas[0] down to sigmas[-1] = 0 and accept any starting level,
-so SFBD's backward sampling is ``sampler(D, y, truncate_sigmas(grid, tau))`` with x(tau) = y.
+Every sampler has one signature, ``sampler(denoiser, x, sigmas, noise=None) -> x_0``: it
+integrates from sigmas[0] down to sigmas[-1] = 0 and accepts any starting level, so SFBD's
+backward sampling is ``sampler(D, y, truncate_sigmas(grid, tau), noise)`` with x(tau) = y.
+Samplers are registered in :data:`SAMPLERS` with their cost in network evaluations.
 
 * :func:`heun_sampler`: the probability-flow ODE dx/dsigma = (x - D(x, sigma)) / sigma with
   Heun's 2nd-order method and a final Euler step to sigma = 0 (Karras et al. 2022, Alg. 1).
@@ -22,12 +24,14 @@ autocast).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
 from sfbd.diffusion.precond import Denoiser
 from sfbd.diffusion.schedule import truncate_sigmas
+from sfbd.registry import Registry
 from sfbd.rng import keyed_randn
 
 NoiseFn = Callable[[int], torch.Tensor]
@@ -53,13 +57,16 @@ def _level(sigma: float, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def heun_sampler(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+def heun_sampler(
+    denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, noise: NoiseFn | None = None
+) -> torch.Tensor:
     """Integrate the probability-flow ODE from sigmas[0] to 0 with Heun's method.
 
     Args:
         denoiser: D(x, sigma), x (B, *), sigma (B,).
         x: (B, *) state at noise level sigmas[0].
         sigmas: (m + 1,) decreasing levels ending in 0.
+        noise: unused (the ODE is deterministic); accepted for the common signature.
     Returns:
         (B, *) state at sigma = 0.
     References: Karras et al. 2022, Algorithm 1 (no churn).
@@ -108,18 +115,46 @@ def sde_sampler(
     return x
 
 
-SAMPLERS = {"heun": heun_sampler, "sde": sde_sampler}
+SamplerFn = Callable[[Denoiser, torch.Tensor, torch.Tensor, NoiseFn | None], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """A registered sampler: the function and its cost.
+
+    ``evaluations(levels)`` is the number of denoiser calls per sample on the schedule
+    ``levels`` (decreasing, ending in 0), what the pipeline records as the work of denoising.
+    """
+
+    run: SamplerFn
+    evaluations: Callable[[Sequence[float]], int]
+    stochastic: bool
+
+
+def _heun_evaluations(levels: Sequence[float]) -> int:
+    """Two calls per step, one for the final Euler step to sigma = 0."""
+    return sum(2 if s_next > 0 else 1 for s_next in list(levels)[1:])
+
+
+SAMPLERS: Registry[Sampler] = Registry("sampler")
+SAMPLERS.add("heun", Sampler(heun_sampler, _heun_evaluations, stochastic=False))
+SAMPLERS.add("sde", Sampler(sde_sampler, lambda levels: len(levels) - 1, stochastic=True))
 
 
 def run_sampler(
     name: str, denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, noise: NoiseFn
 ) -> torch.Tensor:
-    """Dispatch on the sampler's name ('heun' or 'sde'); ``noise`` is used by 'sde' only."""
-    if name == "heun":
-        return heun_sampler(denoiser, x, sigmas)
-    if name == "sde":
-        return sde_sampler(denoiser, x, sigmas, noise)
-    raise ValueError(f"unknown sampler {name!r}; choose one of {sorted(SAMPLERS)}")
+    """Run the registered sampler ``name``; deterministic ones ignore ``noise``."""
+    try:
+        sampler = SAMPLERS[name]
+    except KeyError as exc:
+        raise ValueError(exc.args[0]) from None
+    return sampler.run(denoiser, x, sigmas, noise)
+
+
+def evaluations(name: str, sigmas: torch.Tensor | Sequence[float]) -> int:
+    """Denoiser calls per sample of sampler ``name`` on the schedule ``sigmas``."""
+    return SAMPLERS[name].evaluations(_levels(sigmas))
 
 
 def backward_sample(

@@ -22,7 +22,6 @@ NETWORKS: dict[str, type[nn.Module]] = {
     "songunet": SongUNet,
     "adm": ADMUNet,
 }
-MODEL_KINDS = (*NETWORKS, "gaussian")
 
 
 def build_denoiser(kind: str, config: dict) -> nn.Module:
@@ -35,7 +34,7 @@ def build_denoiser(kind: str, config: dict) -> nn.Module:
     if kind == "gaussian":
         return GaussianDenoiser(**config)
     if kind not in NETWORKS:
-        raise ValueError(f"unknown model kind {kind!r}; choose one of {list(MODEL_KINDS)}")
+        raise ValueError(f"unknown network {kind!r}; choose one of {[*NETWORKS, 'gaussian']}")
     return EDMDenoiser(NETWORKS[kind](**config))
 
 
@@ -52,7 +51,6 @@ def denoiser_spec(denoiser: nn.Module) -> dict:
 
 __all__ = [
     "MLP",
-    "MODEL_KINDS",
     "NETWORKS",
     "ADMUNet",
     "GaussianDenoiser",

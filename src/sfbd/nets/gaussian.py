@@ -47,18 +47,40 @@ class GaussianDenoiser(nn.Module):
         self.evecs.copy_(evecs)
 
     @torch.no_grad()
-    def fit(self, x: torch.Tensor) -> None:
-        """Fit mean and (unbiased) covariance to samples x (N, *shape), N >= 2."""
+    def fit(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> None:
+        """Fit mean and (unbiased) covariance to samples x (N, *shape), N >= 2.
+
+        ``weights`` (N,), non-negative: the samples' probabilities (normalised here); the
+        covariance is then ``torch.cov`` with these analytic weights (its unbiased form).
+        """
         if x.shape[0] < 2:
             raise ValueError("fitting a Gaussian needs at least 2 samples")
         flat = x.reshape(x.shape[0], -1).to(torch.float64)
-        self.set_moments(flat.mean(0), torch.cov(flat.T).reshape(flat.shape[1], flat.shape[1]))
+        d = flat.shape[1]
+        if weights is None:
+            self.set_moments(flat.mean(0), torch.cov(flat.T).reshape(d, d))
+            return
+        w = weights.to(torch.float64)
+        w = w / w.sum()
+        cov = torch.cov(flat.T, aweights=w).reshape(d, d)
+        self.set_moments(w @ flat, cov)
 
     def _apply_spectral(self, x: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
-        """mean + U diag(gain) U^T (x - mean) with gain (B, D) or (D,)."""
+        """mean + U diag(gain) U^T (x - mean) with gain (B, D) or (D,).
+
+        Each row is computed on its own (products summed along D, in chunks of rows), not by
+        a matrix product whose kernel, and so whose rounding, depends on the batch size: a
+        sample's result is the same whatever batch it is in.
+        """
         flat = x.reshape(x.shape[0], -1).to(torch.float64) - self.mean
-        z = (flat @ self.evecs) * gain
-        return (self.mean + z @ self.evecs.T).to(x.dtype).reshape(x.shape)
+        gain = gain.expand(flat.shape) if gain.dim() == 2 else gain.expand(flat.shape[0], -1)
+        out = torch.empty_like(flat)
+        rows = max(1, 2**22 // max(1, flat.shape[1] ** 2))  # ~32 MB of products per chunk
+        for s in range(0, flat.shape[0], rows):
+            f, g = flat[s : s + rows], gain[s : s + rows]
+            z = (f[:, :, None] * self.evecs[None]).sum(1) * g  # (b, D): U^T (x - mean), scaled
+            out[s : s + rows] = (z[:, None, :] * self.evecs[None]).sum(2)  # U z
+        return (self.mean + out).to(x.dtype).reshape(x.shape)
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """D(x, sigma): x (B, *shape), sigma (B,) -> (B, *shape)."""

@@ -18,7 +18,7 @@ import torch
 
 from sfbd.config import Config
 from sfbd.data import Problem
-from sfbd.diffusion.batched import generate_batches
+from sfbd.diffusion.batched import batch_starts, generate_batches
 from sfbd.diffusion.precond import Denoiser
 from sfbd.errors import ConfigError, DataError
 from sfbd.metrics import data_range_of, mmd_rbf, psnr, sliced_wasserstein
@@ -31,7 +31,9 @@ from sfbd.metrics.fid import (
     save_stats,
     stats_from_sums,
 )
-from sfbd.runtime import distributed
+from sfbd.rng import stream_id
+from sfbd.runtime import distributed, fast
+from sfbd.runtime.interrupt import NEVER, StopFlag
 
 
 def distances(
@@ -131,3 +133,41 @@ class FID:
             s1, s2, n = sums[:dim], sums[dim:-1].reshape(dim, dim), int(round(sums[-1]))
         mu, sigma = stats_from_sums(s1, s2, n)
         return frechet_distance(mu, sigma, *self.ref)
+
+
+def generate_eval(
+    ema: torch.nn.Module,
+    cfg: Config,
+    shape: tuple[int, ...],
+    grid: torch.Tensor,
+    *,
+    bf16: bool,
+    desc: str,
+    progress: bool,
+    stop: StopFlag = NEVER,
+) -> np.ndarray:
+    """The evaluation samples (keys 0..eval.num_samples-1, (n, *shape)); under torchrun each
+    process makes its share of the batches and the batches are gathered in key order."""
+    me = distributed.info()
+    batches = generate_batches(
+        ema,
+        cfg.eval.num_samples,
+        shape,
+        grid,
+        stream=stream_id("eval", cfg.seed),
+        batch_size=cfg.sample.batch_size,
+        device=grid.device,
+        desc=desc,
+        progress=progress,
+        stop=stop if not me.distributed else NEVER,
+        rank=me.rank,
+        world=me.world_size,
+    )
+    starts = batch_starts(cfg.eval.num_samples, cfg.sample.batch_size, me.rank, me.world_size)
+    with fast.autocast(grid.device, bf16):
+        mine = [(s, x.float().cpu().numpy()) for s, x in zip(starts, batches, strict=True)]
+    gathered = distributed.all_gather_object(mine)
+    parts = sorted((p for rank_parts in gathered for p in rank_parts), key=lambda p: p[0])
+    if not parts:
+        return np.zeros((0, *shape), np.float32)
+    return np.concatenate([x for _, x in parts])

@@ -17,16 +17,20 @@ Under ``torchrun`` (:mod:`sfbd.runtime.distributed`) every rank draws the same g
 noise from the same generator and trains on its own contiguous slice, split into
 micro-batches of at most ``micro_batch`` samples with weights that make DDP's averaged,
 accumulated gradient the gradient of the global-batch mean loss: the result equals one process
-with the same global batch up to float summation order. The analytic Gaussian denoiser "trains"
-by refitting its moments.
+with the same global batch up to float summation order.
+
+Batches come from a :class:`~sfbd.train.data.TrainingSet` (its hook runs every
+``hook_every`` steps, its state goes into step checkpoints). A model that is refitted rather
+than trained (:class:`Refittable`, the analytic Gaussian) is refitted on the set's population
+after each hook instead.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -34,92 +38,27 @@ from tqdm.auto import tqdm
 
 from sfbd.diffusion.loss import EDMLoss
 from sfbd.errors import SfbdError
-from sfbd.nets.gaussian import GaussianDenoiser
 from sfbd.runtime import distributed, fast, faults
 from sfbd.runtime.interrupt import NEVER, StopFlag
+from sfbd.train.data import ArrayTrainingSet, TrainingSet
+from sfbd.train.state import StageProgress, TrainState, ema_update, make_optimizer
+
+__all__ = [
+    "Refittable",
+    "StageProgress",
+    "TrainState",
+    "ema_update",
+    "make_optimizer",
+    "nonfinite",
+    "train_stage",
+]
 
 
-@dataclass
-class TrainState:
-    """What a stage changes: training weights, their EMA, the optimizer and the step count."""
+@runtime_checkable
+class Refittable(Protocol):
+    """A denoiser fitted in closed form to weighted samples instead of by gradient steps."""
 
-    model: nn.Module
-    ema: nn.Module
-    optimizer: torch.optim.Optimizer | None = None
-    step: int = 0  # optimizer steps taken over all stages (drives the warm-up)
-    skipped: int = 0  # steps skipped for non-finite loss or gradients, over all stages
-    forward: nn.Module | None = None  # what runs the training forward pass (compiled/DDP
-    #                                   wrapper of ``model``); None: ``model`` itself
-    losses: list[float] = field(default_factory=list)
-
-
-@dataclass
-class StageProgress:
-    """The training loop's own state within a stage, beyond the weights and Adam's state."""
-
-    done: int = 0  # steps of this stage taken (skipped ones included)
-    tail_sum: float = 0.0  # sum of the losses of the stage's last 10% of steps so far
-    window: float = 0.0  # sum of losses since the last log record
-    tail_n: int = -1  # finite steps in tail_sum (-1: not recorded, a checkpoint before 0.4)
-    window_n: int = -1  # finite steps in window (same)
-    skipped: int = 0  # steps skipped for non-finite loss or gradients
-    streak: int = 0  # consecutive skipped steps up to now
-    worst: int = 0  # longest such run so far
-    generator: torch.Tensor | None = None  # state of the batch/noise generator
-    torch_rng: torch.Tensor | None = None  # global CPU generator (dropout on CPU)
-    cuda_rng: torch.Tensor | None = None  # current CUDA device's generator (dropout on GPU)
-    rank_rngs: dict[str, torch.Tensor] = field(default_factory=dict)  # other ranks' (DDP)
-    # DDP: each rank's own [tail_sum, window] (the totals above are their sums); with them a
-    # resumed run adds up its losses in the same order as one never interrupted
-    rank_sums: list[list[float]] | None = None
-
-    COUNTERS = ("done", "tail_sum", "window", "tail_n", "window_n", "skipped", "streak", "worst")
-
-    def meta(self) -> dict[str, Any]:
-        out: dict[str, Any] = {k: getattr(self, k) for k in self.COUNTERS}
-        if self.rank_sums is not None:
-            out["rank_sums"] = self.rank_sums
-        return out
-
-    def tensors(self) -> dict[str, torch.Tensor]:
-        out = {"generator": self.generator, "torch_rng": self.torch_rng, "cuda_rng": self.cuda_rng}
-        return {**{k: v for k, v in out.items() if v is not None}, **self.rank_rngs}
-
-    @classmethod
-    def restore(cls, meta: dict, tensors: dict[str, torch.Tensor]) -> StageProgress:
-        p = cls(**{k: meta[k] for k in cls.COUNTERS if k in meta})
-        p.rank_sums = meta.get("rank_sums")
-        for k, v in tensors.items():
-            v = v.cpu().to(torch.uint8)
-            if k in ("generator", "torch_rng", "cuda_rng"):
-                setattr(p, k, v)
-            elif k.startswith(("torch_rng.r", "cuda_rng.r")):
-                p.rank_rngs[k] = v
-        return p
-
-
-def make_optimizer(
-    model: nn.Module, lr: float, fused: bool | None = None
-) -> torch.optim.Optimizer | None:
-    """Adam (betas 0.9/0.999, eps 1e-8) for networks, fused where supported unless ``fused``
-    says otherwise; None for the analytic model."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    return fast.make_adam(params, lr, fused=fused) if params else None
-
-
-@torch.no_grad()
-def ema_update(
-    ema: nn.Module, model: nn.Module, beta: float, keep: torch.Tensor | None = None
-) -> None:
-    """ema <- beta * ema + (1 - beta) * model for parameters (skipped where ``keep`` is False);
-    buffers are copied."""
-    weight: float | torch.Tensor = 1.0 - beta
-    if keep is not None:
-        weight = keep.to(torch.float32) * (1.0 - beta)
-    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
-        e.lerp_(p, weight.to(e.dtype) if isinstance(weight, torch.Tensor) else weight)
-    for e, b in zip(ema.buffers(), model.buffers(), strict=True):
-        e.copy_(b)
+    def fit(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> None: ...
 
 
 def nonfinite(loss: torch.Tensor, params: list[nn.Parameter]) -> torch.Tensor:
@@ -156,9 +95,119 @@ def _restore_rng(pr: StageProgress, device: torch.device, rank: int, seed: int) 
         torch.cuda.set_rng_state(states[f"cuda_rng{suffix}"], device)
 
 
+@dataclass
+class _Tally:
+    """The loop's running sums and counters, kept on the device (no host sync per step)."""
+
+    tail_sum: torch.Tensor
+    window: torch.Tensor
+    tail_n: torch.Tensor
+    window_n: torch.Tensor
+    skipped: torch.Tensor
+    streak: torch.Tensor
+    worst: torch.Tensor
+
+    @classmethod
+    def start(cls, pr: StageProgress, device: torch.device, steps: int, tail: int, log_every: int):
+        f32 = {"device": device, "dtype": torch.float32}
+        if pr.window_n < 0:  # an older step checkpoint: count its steps as finite
+            pr.window_n = pr.done % log_every
+            pr.tail_n = max(0, pr.done - (steps - tail))
+        ints = (pr.tail_n, pr.window_n, pr.skipped, pr.streak, pr.worst)
+        tail_n, window_n, skipped, streak, worst = (torch.tensor(v, device=device) for v in ints)
+        return cls(
+            torch.tensor(pr.tail_sum, **f32),
+            torch.tensor(pr.window, **f32),
+            tail_n,
+            window_n,
+            skipped,
+            streak,
+            worst,
+        )
+
+    def add(self, loss: torch.Tensor, bad: torch.Tensor, in_tail: bool) -> None:
+        good_loss = torch.where(bad, torch.zeros_like(loss), loss.detach())
+        self.skipped += bad
+        self.streak = (self.streak + 1) * bad
+        self.worst = torch.maximum(self.worst, self.streak)
+        if in_tail:
+            self.tail_sum += good_loss
+            self.tail_n += ~bad
+        self.window += good_loss
+        self.window_n += ~bad
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def _refit(state: TrainState, data: TrainingSet, steps: int) -> float:
+    """The analytic model's "training": refit on the set's population after each hook."""
+    every = data.hook_every if data.hook_every > 0 else steps
+    for i in range(0, steps, every):
+        if data.hook_every > 0:
+            data.hook(i)
+        x, weights = data.population()
+        assert isinstance(state.model, Refittable)
+        state.model.fit(x, weights)
+        state.ema.load_state_dict(state.model.state_dict())
+    return float("nan")
+
+
+def _seed_generators(
+    gen: torch.Generator, pr: StageProgress, device: torch.device, seed: int
+) -> None:
+    """The stage's batch generator and this rank's dropout generator, fresh or restored."""
+    me = distributed.info()
+    if pr.generator is not None:
+        gen.set_state(pr.generator)
+        _restore_rng(pr, device, me.rank, seed)
+    else:
+        gen.manual_seed(seed)
+        torch.manual_seed(seed + me.rank)  # dropout: the global generator, per stage and rank
+    if me.world_size > 1 and pr.rank_sums is not None and len(pr.rank_sums) == me.world_size:
+        pr.tail_sum, pr.window = pr.rank_sums[me.rank]  # this rank's own partial sums
+    elif me.world_size > 1 and me.rank != 0:  # another world size (or older checkpoint)
+        pr.tail_sum = pr.window = 0.0
+
+
+def _step_loss(
+    state: TrainState,
+    loss_fn: EDMLoss,
+    batch: torch.Tensor,
+    gen: torch.Generator,
+    share: distributed.RankBatch,
+    *,
+    bf16: bool,
+    channels_last: bool,
+) -> torch.Tensor:
+    """Forward and backward of one global batch (this rank's micro-batches); its loss."""
+    ddp = distributed.info().world_size > 1
+    fwd = state.forward if state.forward is not None else state.model
+    xa, labels, sigma, noise = loss_fn.draw(batch, gen)
+    xa = fast.channels_last_input(xa, channels_last)
+    noise = fast.channels_last_input(noise, channels_last)
+    assert state.optimizer is not None
+    state.optimizer.zero_grad(set_to_none=True)
+    loss = torch.zeros((), device=batch.device)  # this rank's part of the global mean
+    for j, mb in enumerate(share.micro):
+        sl = slice(mb.items.start, mb.items.stop)
+        last = j == len(share.micro) - 1
+        sync = fwd.no_sync() if ddp and not last else contextlib.nullcontext()
+        with sync:
+            with fast.autocast(batch.device, bf16):
+                lab = None if labels is None else labels[sl]
+                part = loss_fn.per_sample(fwd, xa[sl], sigma[sl], noise[sl], lab).mean()
+            (part * mb.ddp_weight).backward()
+        loss += part.detach() * mb.weight
+    return loss
+
+
 def train_stage(
     state: TrainState,
-    data: torch.Tensor,
+    data: TrainingSet | torch.Tensor,
     *,
     steps: int,
     batch_size: int,
@@ -181,68 +230,50 @@ def train_stage(
     channels_last: bool = False,
     stop_sync_every: int = 25,
 ) -> float:
-    """Train ``state`` in place on ``data`` (N, *) for ``steps`` steps; returns the mean loss
-    of the last 10% of steps (NaN for the analytic model, which is refitted instead).
+    """Train ``state`` in place on ``data`` for ``steps`` steps; returns the mean loss of the
+    last 10% of steps (NaN for a :class:`Refittable` model, which is refitted instead).
 
+    ``data`` is a :class:`~sfbd.train.data.TrainingSet` or an (N, *) tensor (drawn uniformly).
     ``augment`` (non-leaky augmentation, (x, generator) -> (x', labels)) is applied to every
     batch; ``log(step, mean loss, skipped so far)`` is called every ``log_every`` steps.
-    ``resume`` continues a stage from a step checkpoint (``state`` already restored from it);
-    ``checkpoint(progress)`` is called every ``checkpoint_every`` steps (0: never) and, before
-    :class:`~sfbd.runtime.interrupt.Interrupted` is raised, when ``stop`` is set.
-    ``micro_batch`` caps the samples per forward pass (gradient accumulation); ``bf16`` runs
-    the forward pass under bfloat16 autocast (weights stay float32). Under DDP the ranks agree
-    on a stop request every ``stop_sync_every`` steps (one host synchronisation each).
+    ``resume`` continues a stage from a step checkpoint (``state`` and ``data`` already
+    restored from it); ``checkpoint(progress)`` is called every ``checkpoint_every`` steps (0:
+    never) and, before :class:`~sfbd.runtime.interrupt.Interrupted` is raised, when ``stop`` is
+    set. ``micro_batch`` caps the samples per forward pass (gradient accumulation); ``bf16``
+    runs the forward pass under bfloat16 autocast (weights stay float32). Under DDP the ranks
+    agree on a stop request every ``stop_sync_every`` steps (one host synchronisation each).
     """
-    if isinstance(state.model, GaussianDenoiser):
-        state.model.fit(data)
-        state.ema.load_state_dict(state.model.state_dict())
-        return float("nan")
+    tset = data if isinstance(data, TrainingSet) else ArrayTrainingSet(data)
+    if isinstance(state.model, Refittable):
+        return _refit(state, tset, steps)
     assert state.optimizer is not None
-    device = data.device
+    device = _device_of(state.model)
     me = distributed.info()
     ddp = me.world_size > 1
     share = distributed.rank_batch(batch_size, me.rank, me.world_size, micro_batch)
-    fwd = state.forward if state.forward is not None else state.model
     gen = torch.Generator(device=device)
     pr = resume if resume is not None else StageProgress()
-    if pr.generator is not None:
-        gen.set_state(pr.generator)
-        _restore_rng(pr, device, me.rank, seed)
-    else:
-        gen.manual_seed(seed)
-        torch.manual_seed(seed + me.rank)  # dropout: the global generator, per stage and rank
-    if ddp and pr.rank_sums is not None and len(pr.rank_sums) == me.world_size:
-        pr.tail_sum, pr.window = pr.rank_sums[me.rank]  # this rank's own partial sums
-    elif ddp and me.rank != 0:  # another world size (or older checkpoint): totals on rank 0
-        pr.tail_sum = pr.window = 0.0
+    _seed_generators(gen, pr, device, seed)
     loss_fn = EDMLoss(augment=augment)
     beta = 0.5 ** (1.0 / max(1.0, ema_halflife * steps))
     params = [p for p in state.model.parameters() if p.requires_grad]
     fused = fast.is_fused(state.optimizer)
     tail = max(1, steps // 10)
-    f32 = {"device": device, "dtype": torch.float32}
-    tail_sum, window = torch.tensor(pr.tail_sum, **f32), torch.tensor(pr.window, **f32)
-    if pr.window_n < 0:  # an older step checkpoint: count its steps as finite
-        pr.window_n = pr.done % log_every
-        pr.tail_n = max(0, pr.done - (steps - tail))
-    tail_n, window_n = (torch.tensor(v, device=device) for v in (pr.tail_n, pr.window_n))
-    skipped, streak, worst = (
-        torch.tensor(v, device=device) for v in (pr.skipped, pr.streak, pr.worst)
-    )
+    t = _Tally.start(pr, device, steps, tail, log_every)
 
     def snapshot(done: int) -> StageProgress:
         rngs = _capture_rng(device)
-        sums = distributed.all_gather_object([float(tail_sum), float(window)])  # per rank
+        sums = distributed.all_gather_object([float(t.tail_sum), float(t.window)])  # per rank
         return StageProgress(
             rank_sums=sums if ddp else None,
             done=done,
-            tail_sum=sum(t for t, _ in sums),
+            tail_sum=sum(a for a, _ in sums),
             window=sum(w for _, w in sums),
-            tail_n=int(tail_n),
-            window_n=int(window_n),
-            skipped=int(skipped),
-            streak=int(streak),
-            worst=int(worst),
+            tail_n=int(t.tail_n),
+            window_n=int(t.window_n),
+            skipped=int(t.skipped),
+            streak=int(t.streak),
+            worst=int(t.worst),
             generator=gen.get_state(),
             torch_rng=rngs.pop("torch_rng"),
             cuda_rng=rngs.pop("cuda_rng", None),
@@ -250,9 +281,9 @@ def train_stage(
         )
 
     def check_skipped() -> None:
-        if int(worst) >= max_skipped:
+        if int(t.worst) >= max_skipped:
             raise SfbdError(
-                f"{desc}: {int(worst)} consecutive steps had non-finite loss or gradients "
+                f"{desc}: {int(t.worst)} consecutive steps had non-finite loss or gradients "
                 f"(at step {state.step}); stopped before writing NaN weights. Lower train.lr, "
                 "check the data for extreme values, or raise train.max_skipped"
             )
@@ -261,48 +292,31 @@ def train_stage(
     bar = tqdm(total=steps, initial=pr.done, desc=desc, disable=not progress, dynamic_ncols=True)
     try:
         for i in range(pr.done, steps):
+            if tset.hook_every > 0 and i % tset.hook_every == 0:
+                tset.hook(i)
+                state.model.train()  # the hook may sample with the EMA
             for g in state.optimizer.param_groups:
                 g["lr"] = lr * min(1.0, (state.step + 1) / lr_warmup) if lr_warmup > 0 else lr
-            idx = torch.randint(0, data.shape[0], (batch_size,), generator=gen, device=device)
-            xa, labels, sigma, noise = loss_fn.draw(data[idx], gen)
-            xa = fast.channels_last_input(xa, channels_last)
-            noise = fast.channels_last_input(noise, channels_last)
-            state.optimizer.zero_grad(set_to_none=True)
-            loss = torch.zeros((), device=device)  # this rank's part of the global mean
-            for j, mb in enumerate(share.micro):
-                sl = slice(mb.items.start, mb.items.stop)
-                last = j == len(share.micro) - 1
-                sync = fwd.no_sync() if ddp and not last else contextlib.nullcontext()
-                with sync:
-                    with fast.autocast(device, bf16):
-                        lab = None if labels is None else labels[sl]
-                        part = loss_fn.per_sample(fwd, xa[sl], sigma[sl], noise[sl], lab).mean()
-                    (part * mb.ddp_weight).backward()
-                loss += part.detach() * mb.weight
+            batch = tset.draw(gen, batch_size)
+            loss = _step_loss(
+                state, loss_fn, batch, gen, share, bf16=bf16, channels_last=channels_last
+            )
             bad = nonfinite(loss, params)
             if ddp:  # gradients agree after DDP's all-reduce; the local losses may not
                 bad = distributed.all_reduce_max(bad)
             fast.step_or_skip(state.optimizer, bad)
             ema_update(state.ema, state.model, beta, keep=~bad)
             state.step += 1
-            good_loss = torch.where(bad, torch.zeros_like(loss), loss.detach())
-            skipped += bad
-            streak = (streak + 1) * bad
-            worst = torch.maximum(worst, streak)
-            if i >= steps - tail:
-                tail_sum += good_loss
-                tail_n += ~bad
-            window += good_loss
-            window_n += ~bad
+            t.add(loss, bad, i >= steps - tail)
             faults.point("train.step")
             done = i + 1
             if done % log_every == 0:
                 check_skipped()
-                mean = _mean(distributed.all_reduce_sum(window), window_n)
+                mean = _mean(distributed.all_reduce_sum(t.window), t.window_n)
                 if log is not None and me.is_main:
-                    log(state.step, mean, int(skipped))
-                window.zero_()
-                window_n.zero_()
+                    log(state.step, mean, int(t.skipped))
+                t.window.zero_()
+                t.window_n.zero_()
                 bar.set_postfix(loss=f"{mean:.4f}", refresh=False)  # no extra device sync
             bar.update(1)
             if done == steps:
@@ -320,8 +334,8 @@ def train_stage(
             state.optimizer.found_inf = None  # type: ignore[attr-defined]
         state.model.eval()
     check_skipped()
-    state.skipped += int(skipped)
-    return _mean(distributed.all_reduce_sum(tail_sum), tail_n)
+    state.skipped += int(t.skipped)
+    return _mean(distributed.all_reduce_sum(t.tail_sum), t.tail_n)
 
 
 def _mean(total: torch.Tensor, n: torch.Tensor) -> float:

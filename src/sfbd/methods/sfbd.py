@@ -1,0 +1,43 @@
+"""SFBD (Lu, Wu, Yu 2025, Algorithm 1): pretrain on the clean set, then K rounds of
+backward sampling and a warm-started denoiser update.
+
+Stage 0 trains ``train.pretrain_steps`` on the clean set (with data.pretrain's samples).
+Stage k = 1..K backward-samples every noisy sample from its noise level with the EMA of stage
+k-1 (E_k, keyed by the noisy sample's index) and continues training (weights, EMA and Adam
+state) for ``train.update_steps`` on E_k together with the clean set, drawn uniformly.
+More iterations (``sfbd.iterations``) extend a finished run: its stages are a prefix.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sfbd.methods.base import METHODS, Method, Stage, StageContext, as_set, pretraining_data
+from sfbd.train.data import TrainingSet
+
+if TYPE_CHECKING:
+    from sfbd.config import Config
+
+
+@METHODS.register("sfbd")
+class SFBD(Method):
+    name = "sfbd"
+    pretrains = True
+    growable = ("sfbd.iterations",)
+
+    def plan(self, cfg: Config) -> list[Stage]:
+        t = cfg.train
+        updates = [Stage(k, "update", t.update_steps, denoises=True) for k in _rounds(cfg)]
+        return [Stage(0, "pretrain", t.pretrain_steps), *updates]
+
+    def training_set(self, stage: Stage, ctx: StageContext) -> TrainingSet:
+        if stage.iteration == 0:
+            return as_set(ctx, pretraining_data(ctx.prob))
+        denoised = ctx.denoise(stage.iteration)
+        return as_set(ctx, np.concatenate([denoised, ctx.prob.clean]), denoised)
+
+
+def _rounds(cfg: Config) -> range:
+    return range(1, cfg.sfbd.iterations + 1)

@@ -1,0 +1,56 @@
+"""One registry per plug-in kind: samplers, network kinds, methods and noise models.
+
+Each kind keeps its names in one :class:`Registry`, filled where the implementations live
+(``@SAMPLERS.register("heun")``). Validation, the command line's help and the contract tests
+read the registry, so a new plug-in is one new file and no list of names is written twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Named implementations of one plug-in kind, in registration order."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind  # e.g. 'sampler', for messages
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Decorator: add ``obj`` under ``name``; a name is registered once."""
+
+        def add(obj: T) -> T:
+            if name in self._items:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._items[name] = obj
+            return obj
+
+        return add
+
+    def add(self, name: str, obj: T) -> T:
+        """Add ``obj`` under ``name`` (the non-decorator form of :meth:`register`)."""
+        return self.register(name)(obj)
+
+    def __getitem__(self, name: str) -> T:
+        if name not in self._items:
+            raise KeyError(f"unknown {self.kind} {name!r}; choose one of {', '.join(self)}")
+        return self._items[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._items)
+
+    def items(self) -> list[tuple[str, T]]:
+        return list(self._items.items())
