@@ -2,9 +2,10 @@
 
 Six sections, every run a benchmark-mode `Run` (the library's own pipeline):
 
-1. Methods side by side (oracle, clean-only, noisy-only, SFBD per iteration k = 0..K) on
-   ring8, checkerboard, swissroll, an 8-D Gaussian mixture (made here) and 8x8 digits; the
-   mean +- std of swd / mmd / denoise_psnr over seeds, and the fraction of the
+1. Methods side by side (oracle, clean-only, noisy-only, SFBD and Online SFBD per iteration
+   k = 0..K, at the same training steps) on ring8, checkerboard, swissroll, an 8-D Gaussian
+   mixture (made here) and 8x8 digits; the mean +- std of swd / mmd / denoise_psnr over
+   seeds, the network evaluations each spent on denoising, and the fraction of the
    clean-only -> oracle swd gap that SFBD closes.
 2. Backward sampler and its steps on ring8: heun at several `sample.steps` and sde; final
    metrics and wall time.
@@ -61,8 +62,9 @@ from sfbd.data.sources import digits as builtin_digits
 from sfbd.data.sources import ring8 as builtin_ring8
 from sfbd.run.runner import Run
 
-METHODS = ("oracle", "clean-only", "noisy-only", "sfbd")
+METHODS = ("oracle", "clean-only", "noisy-only", "sfbd", "online-sfbd")
 BASELINES = ("oracle", "clean-only", "noisy-only")
+ITERATIVE = {"sfbd": "tab:blue", "online-sfbd": "tab:cyan"}  # methods with a row per stage
 GMM = "gmm8"  # the 8-D Gaussian mixture made by this script
 COLORS = {
     "oracle": "tab:green",
@@ -360,20 +362,24 @@ def methods_tables(res: dict[str, dict[str, list[list[dict]]]]) -> tuple[str, st
                     fmt([final(r) for r in runs]),
                     fmt([final(r, "mmd") for r in runs], ".2e"),
                     "–",
+                    "0",
                 ]
             )
-        for k in range(len(by["sfbd"][0])):
-            st = [r[k]["metrics"] for r in by["sfbd"]]
-            rows.append(
-                [
-                    ds,
-                    f"sfbd k={k}",
-                    fmt([m["swd"] for m in st]),
-                    fmt([m["mmd"] for m in st], ".2e"),
-                    fmt([m.get("denoise_psnr", float("nan")) for m in st], ".2f"),
-                ]
-            )
-    t1 = table(["dataset", "method", "swd", "mmd", "denoise_psnr (dB)"], rows)
+        for method in ITERATIVE:
+            for k in range(len(by[method][0])):
+                st = [r[k]["metrics"] for r in by[method]]
+                rows.append(
+                    [
+                        ds,
+                        f"{method} k={k}",
+                        fmt([m["swd"] for m in st]),
+                        fmt([m["mmd"] for m in st], ".2e"),
+                        fmt([m.get("denoise_psnr", float("nan")) for m in st], ".2f"),
+                        f"{mean_of([denoise_nfe(r[: k + 1]) for r in by[method]]):.3g}",
+                    ]
+                )
+    header = ["dataset", "method", "swd", "mmd", "denoise_psnr (dB)", "denoising NFE (cum.)"]
+    t1 = table(header, rows)
     gap_rows = []
     beats_clean, clear, beats_noisy = [], [], []
     for ds, by in res.items():
@@ -409,7 +415,43 @@ def methods_tables(res: dict[str, dict[str, list[list[dict]]]]) -> tuple[str, st
         )
         + f"; it is below noisy-only's on {len(beats_noisy)} of {m}."
     )
-    return t1, t2, sentence
+    return t1, t2, sentence + " " + online_sentence(res)
+
+
+def denoise_nfe(stages: Sequence[dict]) -> float:
+    """Network evaluations spent on backward sampling over these stages."""
+    return float(sum(s["metrics"].get("denoise_nfe", 0) for s in stages))
+
+
+def online_sentence(res: dict[str, dict[str, list[list[dict]]]]) -> str:
+    """Where Online SFBD's final swd wins or loses against SFBD's, with the seed spread."""
+    wins, losses, clear_w, clear_l, ratios = [], [], [], [], []
+    for ds, by in res.items():
+        s, s_sd = mean_std([final(r) for r in by["sfbd"]])
+        o, o_sd = mean_std([final(r) for r in by["online-sfbd"]])
+        (wins if o < s else losses).append(f"{ds} {o:.4f} vs {s:.4f}")
+        if len(by["sfbd"]) > 1 and abs(o - s) > np.hypot(o_sd, s_sd):
+            (clear_w if o < s else clear_l).append(ds)
+        sfbd_nfe = mean_of([denoise_nfe(r) for r in by["sfbd"]])
+        if sfbd_nfe > 0:
+            ratios.append(mean_of([denoise_nfe(r) for r in by["online-sfbd"]]) / sfbd_nfe)
+    several = any(len(by["sfbd"]) > 1 for by in res.values())
+    spread = (
+        f"; by more than the pooled seed std it wins on {listing(clear_w)} and loses on "
+        f"{listing(clear_l)}"
+        if several
+        else "; with one seed there is no spread to judge the differences by"
+    )
+    return (
+        f"Online SFBD's final mean swd is below SFBD's on {len(wins)} of {len(res)} datasets "
+        f"({listing(wins)}) and not on {listing(losses)}{spread}"
+        + (
+            f"; it spent {min(ratios):.2f}–{max(ratios):.2f}× SFBD's denoising network "
+            "evaluations at the same training steps."
+            if ratios
+            else "."
+        )
+    )
 
 
 def ring8_base(suite: Suite) -> dict[str, str]:
@@ -557,7 +599,8 @@ def section_gaussian(
 
     rows = [[m, *cells([r[-1] for r in res[m]])] for m in BASELINES]
     n_stages = len(res["sfbd"][0])
-    rows += [[f"sfbd k={k}", *cells([r[k] for r in res["sfbd"]])] for k in range(n_stages)]
+    for method in ITERATIVE:
+        rows += [[f"{method} k={k}", *cells([r[k] for r in res[method]])] for k in range(n_stages)]
     header = ["method", "‖μ − μ*‖", "‖Σ − Σ*‖_F / ‖Σ*‖_F", "W2 to the truth"]
 
     def w2(method: str, k: int = -1) -> float:
@@ -575,7 +618,9 @@ def section_gaussian(
         f"({n:.4f}), and {wk / o:.1f}× the W2 of the oracle's fit to all clean originals "
         f"({o:.4f}, the finite-sample floor); with exact moments, the rest of the gap is the "
         "sampler's discretisation and any iterations still to go (benchmarks/gaussian_steps.py "
-        "varies the steps)."
+        "varies the steps). "
+        f"Online SFBD's W2 is {w2('online-sfbd', 1):.4f} after its first stage (SFBD "
+        f"{w2('sfbd', 1):.4f}) and {w2('online-sfbd'):.4f} at the end (SFBD {wk:.4f})."
     )
     return table(header, rows), res, sentence
 
@@ -673,10 +718,11 @@ def swd_figure(path: Path, res: dict[str, dict[str, list[list[dict]]]]) -> None:
     fig = Figure(figsize=(3.6 * n, 3.2))
     axes = fig.subplots(1, n, squeeze=False)[0]
     for ax, (ds, by) in zip(axes, res.items(), strict=True):
-        swd = np.array([[s["metrics"]["swd"] for s in r] for r in by["sfbd"]])  # (seeds, K+1)
-        it = np.arange(swd.shape[1])
-        ax.fill_between(it, swd.min(0), swd.max(0), color="tab:blue", alpha=0.2, label="min–max")
-        ax.plot(it, swd.mean(0), marker="o", color="tab:blue", label="sfbd (mean)")
+        for method, color in ITERATIVE.items():
+            swd = np.array([[s["metrics"]["swd"] for s in r] for r in by[method]])  # (seeds, K+1)
+            it = np.arange(swd.shape[1])
+            ax.fill_between(it, swd.min(0), swd.max(0), color=color, alpha=0.2)
+            ax.plot(it, swd.mean(0), marker="o", color=color, label=f"{method} (mean)")
         for method in BASELINES:
             ax.axhline(
                 mean_of([final(r) for r in by[method]]),
@@ -725,11 +771,12 @@ def gaussian_figure(path: Path, res: dict[str, list[list[dict[str, float]]]]) ->
     for ax, key, label in zip(
         axes, ("w2", "rel_cov_err"), ("W2 to the truth", "‖Σ − Σ*‖_F / ‖Σ*‖_F"), strict=True
     ):
-        v = np.array([[e[key] for e in r] for r in res["sfbd"]])  # (seeds, K+1)
-        it = np.arange(v.shape[1])
-        if v.shape[0] > 1:
-            ax.fill_between(it, v.min(0), v.max(0), color="tab:blue", alpha=0.2, label="min–max")
-        ax.plot(it, v.mean(0), marker="o", color="tab:blue", label="sfbd (mean)")
+        for method, color in ITERATIVE.items():
+            v = np.array([[e[key] for e in r] for r in res[method]])  # (seeds, K+1)
+            it = np.arange(v.shape[1])
+            if v.shape[0] > 1:
+                ax.fill_between(it, v.min(0), v.max(0), color=color, alpha=0.2)
+            ax.plot(it, v.mean(0), marker="o", color=color, label=f"{method} (mean)")
         for method in BASELINES:
             ax.axhline(
                 mean_of([r[-1][key] for r in res[method]]),
@@ -885,7 +932,7 @@ def main(argv: list[str] | None = None) -> None:
     swd_png = results.parent / "quality-swd.png"
     swd_figure(swd_png, res)
     figs.append(
-        ("swd vs SFBD iteration (band: min–max over seeds; dashed: baselines)", swd_png.name)
+        ("swd vs iteration, SFBD and Online SFBD (bands: min–max over seeds)", swd_png.name)
     )
     sweeps_png = results.parent / "quality-sweeps.png"
     sweeps_figure(sweeps_png, d_fractions, d_sigmas)
@@ -909,6 +956,13 @@ def main(argv: list[str] | None = None) -> None:
         },
         "sfbd_swd_per_iteration": {
             ds: [[s["metrics"]["swd"] for s in r] for r in by["sfbd"]] for ds, by in res.items()
+        },
+        "online_swd_per_iteration": {
+            ds: [[s["metrics"]["swd"] for s in r] for r in by["online-sfbd"]]
+            for ds, by in res.items()
+        },
+        "denoise_nfe": {
+            ds: {m: [denoise_nfe(r) for r in by[m]] for m in ITERATIVE} for ds, by in res.items()
         },
         "samplers": d_samplers,
         "clean_fraction": d_fractions,
@@ -963,7 +1017,11 @@ def main(argv: list[str] | None = None) -> None:
         t_methods,
         "",
         "Gap closed = (swd clean-only − swd sfbd final) / (swd clean-only − swd oracle), from the "
-        "seed means; 1 = as good as the oracle, 0 = no better than clean-only.",
+        "seed means; 1 = as good as the oracle, 0 = no better than clean-only. Online SFBD runs "
+        "with its defaults (refresh every 20 steps, the refresh size that spends SFBD's "
+        "denoising budget, ramp over the first quarter of the phase) and the same "
+        "pretraining and update steps as SFBD; denoising NFE counts the denoiser calls spent on "
+        "backward sampling up to that stage.",
         "",
         t_gap,
         "",

@@ -61,3 +61,18 @@ def sfbd_run(
     return subprocess.run(
         run_cmd(out, sets), env=cli_env(fault), capture_output=True, text=True, timeout=600
     )
+
+
+def torchrun(
+    out: Path, sets: list[str], nproc: int = 2, timeout: int = 600
+) -> subprocess.CompletedProcess[str]:
+    """``torchrun --nproc_per_node=nproc -m sfbd run --out out --set ...`` on the CPU (gloo)."""
+    from ddp_helpers import free_port
+
+    launcher = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}"]
+    launcher += [f"--master_port={free_port()}", "-m", "sfbd"]
+    cmd = [*launcher, "run", "--out", str(out), "--quiet"]
+    for s in sets:
+        cmd += ["--set", s]
+    env = {**cli_env(), "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)

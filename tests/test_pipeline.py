@@ -254,25 +254,10 @@ def test_sharded_denoising_gives_the_same_keyed_set_for_1_2_and_3_processes(tmp_
 
 
 def test_torchrun_two_processes_end_to_end(tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    from ddp_helpers import free_port
+    from run_helpers import torchrun
 
     sets = [*TINY, "device=cpu", "sample.shard_size=200"]
-    args = [a for s in sets for a in ("--set", s)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env.pop("SFBD_FAULT", None)
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
-    launcher += [f"--master_port={free_port()}", "-m", "sfbd"]
-    done = subprocess.run(
-        [*launcher, "run", "--out", str(tmp_path / "ddp"), "--quiet", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = torchrun(tmp_path / "ddp", sets)
     assert done.returncode == 0, done.stderr[-3000:]
     single = Run(load_config(overrides=sets), tmp_path / "one", progress=False).execute()
     ddp = json.loads((tmp_path / "ddp" / "metrics.json").read_text())["stages"]

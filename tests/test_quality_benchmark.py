@@ -110,8 +110,9 @@ class PlanRunner:
         stages = []
         for s in plan(cfg):
             metrics = {"swd": 0.1 / (1 + s.iteration), "mmd": 1e-3}
-            if s.name == "update":
+            if s.iteration > 0 and s.name in ("update", "online"):
                 metrics["denoise_psnr"] = 20.0
+                metrics["denoise_nfe"] = 1000 if s.denoises else 300
             stages.append({"iteration": s.iteration, "stage": s.name, "metrics": metrics})
             stages[-1]["seconds"] = 1.0
         return stages, self.out / digest
@@ -126,7 +127,8 @@ def test_full_suite_plan_is_valid(quality: ModuleType, tmp_path: Path) -> None:
     res, _ = quality.section_methods(runner, suite, suite.seeds, suite.image_seeds, files)
     assert len(res["digits"]["sfbd"]) == 3  # digits at 3 seeds
     t1, t2, s1 = quality.methods_tables(res)
-    assert "| digits | sfbd k=3 |" in t1 and "datasets" in s1
+    assert "| digits | sfbd k=3 |" in t1 and "| digits | online-sfbd k=3 |" in t1
+    assert "datasets" in s1 and "Online SFBD's final mean swd is" in s1
     std = {ds: 0.01 for ds in res}
     t, data, s = quality.section_samplers(runner, suite, std["ring8"])
     assert [(d["sampler"], d["steps"]) for d in data] == [
@@ -154,7 +156,7 @@ def test_full_suite_plan_is_valid(quality: ModuleType, tmp_path: Path) -> None:
         assert len(prob.clean) == 0 and prob.pretrain is not None and len(prob.pretrain) > 200
         assert prob.pretrain.shape[1:] == prob.noisy.shape[1:]
     digits = [c for _, c in runner.configs.values() if str(c.data.source).endswith("digits.npy")]
-    assert len(digits) == 3 * 4 + 2
+    assert len(digits) == 3 * 5 + 2  # 3 seeds of 5 methods, 2 pretraining runs
 
 
 # --------------------------------------------------------------------------- end to end
@@ -193,6 +195,8 @@ def test_quality_quick(tmp_path: Path) -> None:
         "## 5. Exact distance to the truth",
         "| method | ‖μ − μ*‖ | ‖Σ − Σ*‖_F / ‖Σ*‖_F | W2 to the truth |",
         "| sfbd k=4 |",
+        "| online-sfbd k=4 |",
+        "| ring8 | online-sfbd k=2 |",
         "## 6. Pretraining on a similar dataset",
         "| dataset | method (seed 0) | swd | mmd | denoise_psnr (dB) |",
         "| ring8 | sfbd, pretrained on the similar set (0 clean) k=2 |",
@@ -208,6 +212,8 @@ def test_quality_quick(tmp_path: Path) -> None:
         "SFBD's final swd is below clean-only's at",
         "SFBD with 2% clean samples ends below noisy-only at",
         "With the exact denoiser, SFBD's W2",
+        "Online SFBD's final mean swd is",
+        "Online SFBD's W2 is",
         "- ring8: SFBD pretrained on the similar set",
     ):
         assert start in text, start

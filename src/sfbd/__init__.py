@@ -5,4 +5,4 @@ the clean set, then alternately denoise every noisy sample by running the revers
 its noise level tau down to 0 and retrain the denoiser on denoised and clean data.
 """
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"

@@ -27,10 +27,11 @@ import torch
 import yaml
 
 from sfbd import __version__
-from sfbd.config import SAMPLERS, Config, dump_yaml, load_config, to_dict
+from sfbd.config import Config, dump_yaml, load_config, to_dict
 from sfbd.data import BUILTINS, builtin, builtin_shape, load_array, load_problem, to_data_scale
 from sfbd.data.problem import check_sample_shape, load_pretrain, uses_pretrain
 from sfbd.diffusion.batched import denoise_all, generate
+from sfbd.diffusion.sample import SAMPLERS
 from sfbd.diffusion.schedule import edm_sigmas
 from sfbd.errors import SfbdError
 from sfbd.io.atomic import save_npy
@@ -286,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--seed", type=int, help="seed (default: the run's)")
     n.add_argument(
         "--sampler",
-        choices=SAMPLERS,
+        choices=SAMPLERS.names(),
         default="sde",
         help="sde: posterior sample (default); heun: deterministic probability-flow map",
     )

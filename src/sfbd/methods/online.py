@@ -20,8 +20,8 @@ The identity that pins it: with refresh_size = N, refresh_every = update_steps a
 every stage starts with a full refresh under the EMA SFBD would use, and the phase is SFBD.
 
 Defaults: refresh_every 20 is the paper's (its first figure). Ours: refresh_size (default:
-ceil(N refresh_every / update_steps), so the whole bank is renewed once per update_steps steps
-and the method spends SFBD's backward-sampling budget), ramp 0.25, and denoising with the EMA.
+SFBD's backward-sampling budget, K N denoisings in all: the first pass and (K - 1) N
+re-denoisings spread evenly over the phase's refreshes), ramp 0.25, and denoising with the EMA.
 """
 
 from __future__ import annotations
@@ -41,12 +41,15 @@ if TYPE_CHECKING:
 
 
 def refresh_size(cfg: Config, n: int) -> int:
-    """Samples re-denoised per refresh: ``online.refresh_size``, or by default the number that
-    renews the whole bank once per ``train.update_steps`` steps; at most n."""
-    size = cfg.online.refresh_size
-    if size is None:
-        size = math.ceil(n * cfg.online.refresh_every / cfg.train.update_steps)
-    return max(1, min(n, size))
+    """Samples re-denoised per refresh: ``online.refresh_size`` (at most n), or by default
+    SFBD's budget: SFBD backward-samples all n noisy samples K times; the first pass makes the
+    bank, and the other (K - 1) n re-denoisings are spread evenly over the phase's refreshes
+    (rounded up; 0 when K = 1)."""
+    if cfg.online.refresh_size is not None:
+        return min(n, cfg.online.refresh_size)
+    k, every, steps = cfg.sfbd.iterations, cfg.online.refresh_every, cfg.train.update_steps
+    points = k * len(range(0, steps, every)) - 1  # stage 1 starts with the full pass instead
+    return min(n, math.ceil((k - 1) * n / points)) if points > 0 else 0
 
 
 def ramp_weight(t: int, total: int, ramp: float) -> float:
@@ -101,8 +104,8 @@ class Bank(TrainingSet):
 
     def hook(self, step: int) -> None:
         self.lam = ramp_weight(self.offset + step, self.total, self.ramp)
-        if step == 0 and self.stage.iteration == 1:
-            return  # the bank was just made by the full pass
+        if (step == 0 and self.stage.iteration == 1) or self.size == 0:
+            return  # the bank was just made by the full pass (or nothing to refresh)
         self.refresh()
 
     def refresh(self) -> None:

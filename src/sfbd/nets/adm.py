@@ -20,7 +20,8 @@ Architecture (:class:`ADMUNet`), for ``L = len(channel_mult)`` resolution levels
   ``GN(h) * (1 + scale) + shift`` from the embedding, SiLU, dropout, 3x3 conv, plain residual
   sum (no 1/sqrt(2)); down/up-sampling by 2x2 average pooling / nearest neighbour, on the skip
   path too (a 1x1 conv only where the width changes); multi-head attention with
-  ``channels_per_head`` (64) channels per head.
+  ``channels_per_head`` (64) channels per head, so, as in EDM, a block narrower than that
+  has no attention at all.
 * Init: uniform with bound ``1/sqrt(fan_in)`` for weights and biases; the second conv of every
   block, the attention output projection, the augmentation map and the output conv are zero,
   so the network starts as F = 0.
@@ -77,8 +78,8 @@ class ADMUNet(nn.Module):
         attn_resolutions: resolutions (heights) with self-attention.
         dropout: dropout probability inside the blocks.
         augment_dim: size of the augmentation labels (0: none).
-        channels_per_head: attention head width; a block of C channels uses
-            ``max(1, C // channels_per_head)`` heads.
+        channels_per_head: attention head width; a block of C channels at an attention
+            resolution uses ``C // channels_per_head`` heads (none below that width, as EDM).
     """
 
     def __init__(
@@ -122,7 +123,7 @@ class ADMUNet(nn.Module):
         emb_ch = mc * self.channel_mult_emb
 
         def block(cin: int, cout: int, *, attn: bool = False, resample: str | None = None):
-            heads = max(1, cout // self.channels_per_head) if attn else 0
+            heads = cout // self.channels_per_head if attn else 0
             return UNetBlock(
                 cin,
                 cout,

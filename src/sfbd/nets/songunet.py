@@ -84,6 +84,29 @@ _INIT_ZERO = Init("xavier_uniform", weight=1e-5)
 _INIT_ATTN = Init("xavier_uniform", weight=math.sqrt(0.2))
 
 
+def _check_args(
+    shape: tuple[int, ...], mult: list[int], embedding: str, encoder: str, decoder: str
+) -> None:
+    """Refuse constructor arguments SongUNet cannot be built from, naming the fix."""
+    if len(shape) != 3:
+        raise ValueError(f"SongUNet expects a per-sample shape (C, H, W), got {shape}")
+    if not mult or min(mult) < 1:
+        raise ValueError(f"channel_mult must be a non-empty list of positive ints, got {mult}")
+    if embedding not in ("positional", "fourier"):
+        raise ValueError(f"embedding_type must be 'positional' or 'fourier', not {embedding!r}")
+    if encoder not in ("standard", "skip", "residual"):
+        raise ValueError(f"encoder_type must be standard/skip/residual, not {encoder!r}")
+    if decoder not in ("standard", "skip"):
+        raise ValueError(f"decoder_type must be 'standard' or 'skip', not {decoder!r}")
+    _, height, width = shape
+    factor = 2 ** (len(mult) - 1)
+    if height % factor or width % factor:
+        raise ValueError(
+            f"image size {height}x{width} is not divisible by {factor} "
+            f"(needed by channel_mult={mult}); use fewer levels or pad/crop the images"
+        )
+
+
 class SongUNet(nn.Module):
     """DDPM++ / NCSN++ noise-conditioned U-Net: (B, C, H, W) -> (B, C, H, W).
 
@@ -126,26 +149,9 @@ class SongUNet(nn.Module):
     ) -> None:
         super().__init__()
         shape = tuple(int(s) for s in shape)
-        if len(shape) != 3:
-            raise ValueError(f"SongUNet expects a per-sample shape (C, H, W), got {shape}")
         mult = [int(m) for m in channel_mult]
-        if not mult or min(mult) < 1:
-            raise ValueError(f"channel_mult must be a non-empty list of positive ints, got {mult}")
-        if embedding_type not in ("positional", "fourier"):
-            raise ValueError(
-                f"embedding_type must be 'positional' or 'fourier', not {embedding_type!r}"
-            )
-        if encoder_type not in ("standard", "skip", "residual"):
-            raise ValueError(f"encoder_type must be standard/skip/residual, not {encoder_type!r}")
-        if decoder_type not in ("standard", "skip"):
-            raise ValueError(f"decoder_type must be 'standard' or 'skip', not {decoder_type!r}")
+        _check_args(shape, mult, embedding_type, encoder_type, decoder_type)
         img_ch, height, width = shape
-        factor = 2 ** (len(mult) - 1)
-        if height % factor or width % factor:
-            raise ValueError(
-                f"image size {height}x{width} is not divisible by {factor} "
-                f"(needed by channel_mult={mult}); use fewer levels or pad/crop the images"
-            )
         self.shape: tuple[int, ...] = shape
         self.model_channels = int(model_channels)
         self.channel_mult = mult

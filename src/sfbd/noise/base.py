@@ -60,6 +60,11 @@ class Corruption(ABC):
     def describe(self) -> str:
         """A few words for messages and figure titles, e.g. 'sigma 0.35'."""
 
+    @classmethod
+    @abstractmethod
+    def example(cls, shape: tuple[int, ...]) -> Corruption:
+        """A typical instance for samples of ``shape``: what the contract tests run."""
+
 
 NOISE_MODELS: Registry[type[Corruption]] = Registry("noise model")
 

@@ -35,7 +35,7 @@ class WhiteGaussian(Corruption):
     def corrupt(self, x: np.ndarray, index: np.ndarray, noise_seed: int) -> np.ndarray:
         """x + tau * eps_i, eps_i a function of (noise_seed, index[i]) only."""
         eps = keyed_randn(
-            torch.as_tensor(index, dtype=torch.int64),
+            torch.as_tensor(np.ascontiguousarray(index), dtype=torch.int64),
             tuple(x.shape[1:]),
             stream=stream_id("data-noise", noise_seed),
         ).numpy()
@@ -63,3 +63,7 @@ class WhiteGaussian(Corruption):
 
     def describe(self) -> str:
         return f"sigma {self.sigma:g}"
+
+    @classmethod
+    def example(cls, shape: tuple[int, ...]) -> WhiteGaussian:
+        return cls(0.5)

@@ -333,6 +333,7 @@ class Run:
             micro_batch=t.micro_batch,
             bf16=self.fast.bf16,
             channels_last=self.fast.channels_last,
+            loss_reduction=t.loss_reduction,
         )
         skipped = state.skipped - skipped_before
         meta = {

@@ -137,6 +137,36 @@ class _Tally:
         self.window_n += ~bad
 
 
+def _snapshot(t: _Tally, gen: torch.Generator, device: torch.device, done: int) -> StageProgress:
+    """The loop's state after ``done`` steps, for a step checkpoint (every rank calls)."""
+    rngs = _capture_rng(device)
+    sums = distributed.all_gather_object([float(t.tail_sum), float(t.window)])  # per rank
+    return StageProgress(
+        rank_sums=sums if distributed.info().world_size > 1 else None,
+        done=done,
+        tail_sum=sum(a for a, _ in sums),
+        window=sum(w for _, w in sums),
+        tail_n=int(t.tail_n),
+        window_n=int(t.window_n),
+        skipped=int(t.skipped),
+        streak=int(t.streak),
+        worst=int(t.worst),
+        generator=gen.get_state(),
+        torch_rng=rngs.pop("torch_rng"),
+        cuda_rng=rngs.pop("cuda_rng", None),
+        rank_rngs=rngs,
+    )
+
+
+def _check_skipped(t: _Tally, max_skipped: int, desc: str, step: int) -> None:
+    if int(t.worst) >= max_skipped:
+        raise SfbdError(
+            f"{desc}: {int(t.worst)} consecutive steps had non-finite loss or gradients "
+            f"(at step {step}); stopped before writing NaN weights. Lower train.lr, "
+            "check the data for extreme values, or raise train.max_skipped"
+        )
+
+
 def _device_of(model: nn.Module) -> torch.device:
     for t in (*model.parameters(), *model.buffers()):
         return t.device
@@ -182,8 +212,10 @@ def _step_loss(
     *,
     bf16: bool,
     channels_last: bool,
+    loss_scale: float,
 ) -> torch.Tensor:
-    """Forward and backward of one global batch (this rank's micro-batches); its loss."""
+    """Forward and backward of one global batch (this rank's micro-batches); its loss (the
+    per-element mean), whose gradient is taken of ``loss_scale`` times it."""
     ddp = distributed.info().world_size > 1
     fwd = state.forward if state.forward is not None else state.model
     xa, labels, sigma, noise = loss_fn.draw(batch, gen)
@@ -200,7 +232,8 @@ def _step_loss(
             with fast.autocast(batch.device, bf16):
                 lab = None if labels is None else labels[sl]
                 part = loss_fn.per_sample(fwd, xa[sl], sigma[sl], noise[sl], lab).mean()
-            (part * mb.ddp_weight).backward()
+            scaled = part * mb.ddp_weight
+            (scaled if loss_scale == 1.0 else scaled * loss_scale).backward()
         loss += part.detach() * mb.weight
     return loss
 
@@ -229,6 +262,7 @@ def train_stage(
     bf16: bool = False,
     channels_last: bool = False,
     stop_sync_every: int = 25,
+    loss_reduction: str = "mean",
 ) -> float:
     """Train ``state`` in place on ``data`` for ``steps`` steps; returns the mean loss of the
     last 10% of steps (NaN for a :class:`Refittable` model, which is refitted instead).
@@ -242,6 +276,9 @@ def train_stage(
     set. ``micro_batch`` caps the samples per forward pass (gradient accumulation); ``bf16``
     runs the forward pass under bfloat16 autocast (weights stay float32). Under DDP the ranks
     agree on a stop request every ``stop_sync_every`` steps (one host synchronisation each).
+    ``loss_reduction`` 'sum' takes gradients of the loss summed over a sample's D elements
+    (EDM's reduction: D times those of 'mean', which Adam's eps notices); the returned and
+    logged losses are per-element means either way.
     """
     tset = data if isinstance(data, TrainingSet) else ArrayTrainingSet(data)
     if isinstance(state.model, Refittable):
@@ -261,32 +298,8 @@ def train_stage(
     tail = max(1, steps // 10)
     t = _Tally.start(pr, device, steps, tail, log_every)
 
-    def snapshot(done: int) -> StageProgress:
-        rngs = _capture_rng(device)
-        sums = distributed.all_gather_object([float(t.tail_sum), float(t.window)])  # per rank
-        return StageProgress(
-            rank_sums=sums if ddp else None,
-            done=done,
-            tail_sum=sum(a for a, _ in sums),
-            window=sum(w for _, w in sums),
-            tail_n=int(t.tail_n),
-            window_n=int(t.window_n),
-            skipped=int(t.skipped),
-            streak=int(t.streak),
-            worst=int(t.worst),
-            generator=gen.get_state(),
-            torch_rng=rngs.pop("torch_rng"),
-            cuda_rng=rngs.pop("cuda_rng", None),
-            rank_rngs=rngs,
-        )
-
     def check_skipped() -> None:
-        if int(t.worst) >= max_skipped:
-            raise SfbdError(
-                f"{desc}: {int(t.worst)} consecutive steps had non-finite loss or gradients "
-                f"(at step {state.step}); stopped before writing NaN weights. Lower train.lr, "
-                "check the data for extreme values, or raise train.max_skipped"
-            )
+        _check_skipped(t, max_skipped, desc, state.step)
 
     state.model.train()
     bar = tqdm(total=steps, initial=pr.done, desc=desc, disable=not progress, dynamic_ncols=True)
@@ -299,7 +312,14 @@ def train_stage(
                 g["lr"] = lr * min(1.0, (state.step + 1) / lr_warmup) if lr_warmup > 0 else lr
             batch = tset.draw(gen, batch_size)
             loss = _step_loss(
-                state, loss_fn, batch, gen, share, bf16=bf16, channels_last=channels_last
+                state,
+                loss_fn,
+                batch,
+                gen,
+                share,
+                bf16=bf16,
+                channels_last=channels_last,
+                loss_scale=float(batch[0].numel()) if loss_reduction == "sum" else 1.0,
             )
             bad = nonfinite(loss, params)
             if ddp:  # gradients agree after DDP's all-reduce; the local losses may not
@@ -326,7 +346,7 @@ def train_stage(
                 stopping = done % stop_sync_every == 0 and distributed.any_rank(stopping, device)
             due = stopping or (checkpoint_every > 0 and done % checkpoint_every == 0)
             if checkpoint is not None and due:
-                checkpoint(snapshot(done))
+                checkpoint(_snapshot(t, gen, device, done))
             stop.check_agreed(stopping, f"during {desc} at step {done}/{steps}")
     finally:
         bar.close()
