@@ -218,3 +218,21 @@ def test_fast_switches_accept_on_off_auto_and_booleans():
     assert cfg.fast.channels_last == "auto"
     with pytest.raises(ConfigError, match="fast.bf16 must be one of auto, on, off"):
         load_config(overrides=["data.source=ring8", "fast.bf16=fast"])
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("online.refresh_every=0", "online.refresh_every must be >= 1"),
+        ("online.refresh_size=0", "online.refresh_size must be >= 1 or null"),
+        ("online.ramp=1.5", r"online.ramp must be in \[0, 1\]"),
+        ("train.loss_reduction=median", "train.loss_reduction must be mean or sum"),
+        (
+            "method=online",
+            "method must be one of sfbd, online-sfbd, clean-only, noisy-only, oracle; got 'online'",
+        ),
+    ],
+)
+def test_online_and_reduction_keys_are_checked(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides=["data.source=ring8", override])

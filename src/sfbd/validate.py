@@ -145,6 +145,19 @@ def validate(cfg: Config) -> None:
     _check(s.steps >= 2, f"sample.steps must be >= 2, got {s.steps}")
     _check(s.batch_size >= 1, "sample.batch_size must be >= 1")
     _check(cfg.sfbd.iterations >= 0, "sfbd.iterations must be >= 0")
+    _check_online(cfg)
+    _check(cfg.eval.num_samples >= 2, "eval.num_samples must be >= 2")
+    _check(cfg.eval.swd_projections >= 1, "eval.swd_projections must be >= 1")
+    _check(
+        re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device) is not None,
+        f"device must be auto, cpu, cuda or cuda:N, got {cfg.device!r}",
+    )
+    if d.pretrain is not None:
+        _check_pretrain(cfg)
+
+
+def _check_online(cfg: Config) -> None:
+    """online.* (read by method online-sfbd only, checked always)."""
     o = cfg.online
     _check(o.refresh_every >= 1, f"online.refresh_every must be >= 1, got {o.refresh_every}")
     _check(
@@ -154,14 +167,6 @@ def validate(cfg: Config) -> None:
     _check(
         0 <= o.ramp <= 1, f"online.ramp must be in [0, 1] (a fraction of the phase), got {o.ramp}"
     )
-    _check(cfg.eval.num_samples >= 2, "eval.num_samples must be >= 2")
-    _check(cfg.eval.swd_projections >= 1, "eval.swd_projections must be >= 1")
-    _check(
-        re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device) is not None,
-        f"device must be auto, cpu, cuda or cuda:N, got {cfg.device!r}",
-    )
-    if d.pretrain is not None:
-        _check_pretrain(cfg)
 
 
 def _same_path(a: str, b: str) -> bool:

@@ -1,6 +1,10 @@
-"""Methods, one file each, registered in :data:`METHODS` (see :mod:`sfbd.methods.base`)."""
+"""Methods, one file each, registered in :data:`METHODS` (see :mod:`sfbd.methods.base`).
 
-from sfbd.methods import clean_only, noisy_only, online, oracle, sfbd  # noqa: F401 (register)
+The import order below is the registry's order, which messages and help texts list.
+"""
+
+# ruff: noqa: I001
+from sfbd.methods import sfbd, online, clean_only, noisy_only, oracle  # noqa: F401 (register)
 from sfbd.methods.base import METHODS, Method, Stage, StageContext
 
 __all__ = ["METHODS", "Method", "Stage", "StageContext"]
