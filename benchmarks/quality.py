@@ -26,9 +26,9 @@ Usage:
 Prints the tables and writes them as Markdown to --results, with the machine, the date and the
 command line; its figures (quality-*.png) go next to it and every run directory under --out.
 Rerunning reuses finished runs (a run directory is named by a hash of its settings and of its
-data files, and `Run.execute()` returns a finished run's metrics at once). On 2 CPU cores:
---quick about 3 minutes (22 runs); the full suite (69 vector runs, 12 Gaussian runs, 14 digits
-runs) an estimated 33 minutes, of which digits ~15.
+data files, and `Run.execute()` returns a finished run's metrics at once). On 2 CPU cores
+(2026-12-01, Online SFBD included): --quick 102 s; the full suite 1,599 s (113 runs trained,
+12 reused), of which section 1 took 1,229 s.
 Digits use a fixed random 2/3 of scikit-learn's 1,797 images (the other third is where the
 similar pretraining set of section 6 comes from, so it shares no image with the problem) and,
 to fit three seeds, 200 + 3 x 70 training steps and 32 sampler steps.

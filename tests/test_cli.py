@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from sfbd.cli import main as cli
 from sfbd.cli.main import main
@@ -413,3 +414,22 @@ def test_sfbd_warnings_print_as_one_line_and_others_pass_through(capsys):
     assert len(seen) == 1 and seen[0][2] == "/elsewhere/lib.py"
     show(UserWarning("to stderr"), UserWarning, inside, 12)
     assert capsys.readouterr().err == "sfbd: warning: to stderr\n"
+
+
+def test_set_takes_several_pairs(capsys, tmp_path):
+    # the form people type: several pairs after one --set (DESIGN.md's `--set key=value ...`)
+    argv = ["run", "--out", str(tmp_path / "r"), "--print-config"]
+    argv += ["--set", "data.source=ring8", "data.sigma=0.5", "--set", "sfbd.iterations=1"]
+    assert main(argv) == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["data"]["source"] == "ring8" and cfg["data"]["sigma"] == 0.5
+    assert cfg["sfbd"]["iterations"] == 1
+
+
+def test_set_names_the_expected_form(capsys, tmp_path):
+    out = ["--out", str(tmp_path / "r")]
+    _error(capsys, ["run", *out, "--set", "data.source=ring8", "sigma"], "--set expects key=value")
+    # a YAML path among the overrides is not taken as the configuration: say where it goes
+    err = _error(capsys, ["run", *out, "--set", "data.sigma=0.5", "configs/ring8.yaml"], "got")
+    assert "configuration file is the positional argument" in err
+    assert "sfbd run configs/ring8.yaml --out DIR" in err

@@ -249,7 +249,13 @@ def _merge(obj: Any, values: dict, prefix: str = "") -> None:
 def parse_override(text: str) -> tuple[str, Any]:
     """'a.b=value' -> ('a.b', parsed YAML scalar)."""
     if "=" not in text:
-        raise ConfigError(f"--set expects key=value, got {text!r}")
+        hint = ""
+        if text.endswith((".yaml", ".yml")):
+            hint = (
+                "; a configuration file is the positional argument: put it before the options, "
+                f"e.g. sfbd run {text} --out DIR --set key=value"
+            )
+        raise ConfigError(f"--set expects key=value pairs, got {text!r}{hint}")
     key, raw = text.split("=", 1)
     try:
         value = yaml.safe_load(raw) if raw.strip() else None

@@ -249,7 +249,14 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run (or resume) the whole pipeline")
     r.add_argument("config", nargs="?", help="YAML configuration (see configs/)")
     r.add_argument("--out", required=True, help="run directory; rerun to resume")
-    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override")
+    r.add_argument(
+        "--set",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="one or several overrides (--set a=1 b=2 --set c=3)",
+    )
     r.add_argument("--max-stages", type=int, help="stop after this many stages (rerun resumes)")
     r.add_argument("--force", action="store_true", help="discard a different run in --out")
     r.add_argument("--print-config", action="store_true", help="print the resolved config only")
