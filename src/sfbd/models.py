@@ -30,7 +30,7 @@ from sfbd.registry import Registry
 from sfbd.train.augment import augment_dim
 
 if TYPE_CHECKING:
-    from sfbd.config import Config
+    from sfbd.schema import Config
 
 Kwargs = Callable[["Config", tuple[int, ...]], dict[str, Any]]
 

@@ -20,7 +20,7 @@ from sfbd.methods import METHODS
 from sfbd.models import MODEL_KINDS
 
 if TYPE_CHECKING:
-    from sfbd.config import Config
+    from sfbd.schema import Config
 
 SWITCHES = ("auto", "on", "off")  # fast.* settings
 # keys that name files or folders (checked to be non-empty when set)

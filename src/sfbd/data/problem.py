@@ -25,7 +25,7 @@ from sfbd.methods import METHODS
 from sfbd.noise import Corruption, WhiteGaussian, from_config
 
 if TYPE_CHECKING:
-    from sfbd.config import Config
+    from sfbd.schema import Config
 
 
 @dataclass

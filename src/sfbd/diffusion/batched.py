@@ -7,7 +7,7 @@ Keys are absolute sample indices, so every result is the same whatever the batch
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from tqdm.auto import tqdm
@@ -16,8 +16,21 @@ from sfbd.diffusion.precond import Denoiser
 from sfbd.diffusion.sample import sample_from_noise
 from sfbd.runtime.interrupt import NEVER, StopFlag
 
-if TYPE_CHECKING:
-    from sfbd.noise.base import Corruption
+
+class BackwardSampler(Protocol):
+    """What :func:`denoise_all` needs of a noise model (:class:`sfbd.noise.base.Corruption`
+    is one): backward sampling of a batch, its noise keyed by ``keys``."""
+
+    def backward(
+        self,
+        denoiser: Denoiser,
+        y: torch.Tensor,
+        keys: torch.Tensor,
+        grid: torch.Tensor,
+        *,
+        sampler: str,
+        stream: int,
+    ) -> torch.Tensor: ...
 
 
 def generate_batches(
@@ -92,7 +105,7 @@ def generate(
 def denoise_all(
     denoiser: Denoiser,
     y: torch.Tensor,
-    corruption: Corruption,
+    corruption: BackwardSampler,
     grid: torch.Tensor,
     *,
     stream: int,

@@ -23,8 +23,8 @@ from sfbd.registry import Registry
 from sfbd.train.data import ArrayTrainingSet, TrainingSet
 
 if TYPE_CHECKING:
-    from sfbd.config import Config
     from sfbd.data.problem import Problem
+    from sfbd.schema import Config
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from sfbd.methods.base import (
 from sfbd.train.data import TrainingSet
 
 if TYPE_CHECKING:
-    from sfbd.config import Config
+    from sfbd.schema import Config
 
 
 @METHODS.register("clean-only")

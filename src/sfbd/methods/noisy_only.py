@@ -11,7 +11,7 @@ from sfbd.methods.base import METHODS, Method, Stage, StageContext, as_set, tota
 from sfbd.train.data import TrainingSet
 
 if TYPE_CHECKING:
-    from sfbd.config import Config
+    from sfbd.schema import Config
 
 
 @METHODS.register("noisy-only")

@@ -37,7 +37,7 @@ from sfbd.methods.sfbd import SFBD
 from sfbd.train.data import TrainingSet
 
 if TYPE_CHECKING:
-    from sfbd.config import Config
+    from sfbd.schema import Config
 
 
 def refresh_size(cfg: Config, n: int) -> int:

@@ -8,7 +8,7 @@ from sfbd.noise.base import NOISE_MODELS, Corruption, from_spec
 from sfbd.noise.white import WhiteGaussian
 
 if TYPE_CHECKING:
-    from sfbd.config import Config
+    from sfbd.schema import Config
 
 __all__ = ["NOISE_MODELS", "Corruption", "WhiteGaussian", "from_config", "from_spec"]
 

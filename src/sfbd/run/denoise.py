@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sfbd.config import Config
 from sfbd.data.problem import Problem
 from sfbd.diffusion.batched import denoise_all
 from sfbd.errors import SfbdError
@@ -33,6 +32,7 @@ from sfbd.run.directory import denoised_dir, shard_path
 from sfbd.runtime import distributed, faults
 from sfbd.runtime.fast import FastPath, autocast
 from sfbd.runtime.interrupt import NEVER, StopFlag
+from sfbd.schema import Config
 
 
 class ShardedDenoiser:

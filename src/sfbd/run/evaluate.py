@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sfbd.config import Config
 from sfbd.data import Problem
 from sfbd.diffusion.batched import batch_starts, generate_batches
 from sfbd.diffusion.precond import Denoiser
@@ -34,6 +33,7 @@ from sfbd.metrics.fid import (
 from sfbd.rng import stream_id
 from sfbd.runtime import distributed, fast
 from sfbd.runtime.interrupt import NEVER, StopFlag
+from sfbd.schema import Config
 
 
 def distances(

@@ -27,7 +27,6 @@ import numpy as np
 import torch
 
 from sfbd import __version__
-from sfbd.config import Config
 from sfbd.data import Problem, load_problem
 from sfbd.diffusion.schedule import edm_sigmas
 from sfbd.errors import ConfigError
@@ -45,6 +44,7 @@ from sfbd.run.evaluate import FID, check_fid, distances, generate_eval
 from sfbd.run.pictures import run_plots, stage_picture
 from sfbd.runtime import distributed, fast, faults
 from sfbd.runtime.interrupt import NEVER, StopFlag
+from sfbd.schema import Config
 from sfbd.train.augment import Augment
 from sfbd.train.data import TrainingSet
 from sfbd.train.loop import train_stage

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import torch
 
-from sfbd.config import Config
 from sfbd.io.checkpoint import (
     CheckpointError,
     extra_tensors,
@@ -25,6 +24,7 @@ from sfbd.io.checkpoint import (
 from sfbd.models import build_model
 from sfbd.runtime import distributed, fast
 from sfbd.runtime.fast import FastPath
+from sfbd.schema import Config
 from sfbd.train.state import StageProgress, TrainState, make_optimizer
 
 TSET = "tset."  # prefix of the training set's tensors among a checkpoint's extras
