@@ -183,9 +183,9 @@ class OnlineSFBD(Method):
         return Bank(ctx, stage, bank.clone(), int(c["cursor"][0]), c["visits"])
 
     def denoise_evaluations(self, stage: Stage, ctx: StageContext) -> int:
+        if stage.iteration == 0:
+            return 0  # pretraining denoises nothing
         n, per = len(ctx.prob.noisy), ctx.evaluations()
         full = n * per if stage.denoises else 0
-        if stage.iteration == 0:
-            return 0
         points = refresh_points(stage, ctx.cfg.online.refresh_every)
         return full + len(points) * refresh_size(ctx.cfg, n) * per

@@ -54,6 +54,7 @@ from sfbd.nets.layers import (
     PositionalEmbedding,
     UNetBlock,
     add_augment_labels,
+    check_unet_shape,
     conv,
     group_norm,
     linear,
@@ -97,18 +98,9 @@ class ADMUNet(nn.Module):
     ) -> None:
         super().__init__()
         shape = tuple(int(s) for s in shape)
-        if len(shape) != 3:
-            raise ValueError(f"ADMUNet expects a per-sample shape (C, H, W), got {shape}")
         mult = [int(m) for m in channel_mult]
-        if not mult or min(mult) < 1:
-            raise ValueError(f"channel_mult must be a non-empty list of positive ints, got {mult}")
-        img_ch, height, width = shape
-        factor = 2 ** (len(mult) - 1)
-        if height % factor or width % factor:
-            raise ValueError(
-                f"image size {height}x{width} is not divisible by {factor} "
-                f"(needed by channel_mult={mult}); use fewer levels or pad/crop the images"
-            )
+        check_unet_shape("ADMUNet", shape, mult)
+        img_ch, height, _ = shape
         self.shape: tuple[int, ...] = shape
         self.model_channels = int(model_channels)
         self.channel_mult = mult

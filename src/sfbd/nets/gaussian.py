@@ -73,7 +73,7 @@ class GaussianDenoiser(nn.Module):
         sample's result is the same whatever batch it is in.
         """
         flat = x.reshape(x.shape[0], -1).to(torch.float64) - self.mean
-        gain = gain.expand(flat.shape) if gain.dim() == 2 else gain.expand(flat.shape[0], -1)
+        gain = gain.expand(flat.shape)  # (D,) or (B, D) -> (B, D)
         out = torch.empty_like(flat)
         rows = max(1, 2**22 // max(1, flat.shape[1] ** 2))  # ~32 MB of products per chunk
         for s in range(0, flat.shape[0], rows):

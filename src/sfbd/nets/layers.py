@@ -298,6 +298,7 @@ __all__ = [
     "Resample",
     "UNetBlock",
     "apply_init",
+    "check_unet_shape",
     "conv",
     "group_norm",
     "linear",
@@ -319,3 +320,19 @@ def add_augment_labels(
             f"got {tuple(aug_labels.shape)}"
         )
     return emb + map_augment(aug_labels.to(emb.dtype))
+
+
+def check_unet_shape(name: str, shape: tuple[int, ...], mult: list[int]) -> None:
+    """Refuse a per-sample shape (C, H, W) and channel multipliers a U-Net of ``len(mult)``
+    levels (each halving H and W) cannot be built for, naming the fix."""
+    if len(shape) != 3:
+        raise ValueError(f"{name} expects a per-sample shape (C, H, W), got {shape}")
+    if not mult or min(mult) < 1:
+        raise ValueError(f"channel_mult must be a non-empty list of positive ints, got {mult}")
+    _, height, width = shape
+    factor = 2 ** (len(mult) - 1)
+    if height % factor or width % factor:
+        raise ValueError(
+            f"image size {height}x{width} is not divisible by {factor} "
+            f"(needed by channel_mult={mult}); use fewer levels or pad/crop the images"
+        )

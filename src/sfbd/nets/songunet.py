@@ -56,6 +56,7 @@ from sfbd.nets.layers import (
     Resample,
     UNetBlock,
     add_augment_labels,
+    check_unet_shape,
     conv,
     group_norm,
     linear,
@@ -88,23 +89,13 @@ def _check_args(
     shape: tuple[int, ...], mult: list[int], embedding: str, encoder: str, decoder: str
 ) -> None:
     """Refuse constructor arguments SongUNet cannot be built from, naming the fix."""
-    if len(shape) != 3:
-        raise ValueError(f"SongUNet expects a per-sample shape (C, H, W), got {shape}")
-    if not mult or min(mult) < 1:
-        raise ValueError(f"channel_mult must be a non-empty list of positive ints, got {mult}")
+    check_unet_shape("SongUNet", shape, mult)
     if embedding not in ("positional", "fourier"):
         raise ValueError(f"embedding_type must be 'positional' or 'fourier', not {embedding!r}")
     if encoder not in ("standard", "skip", "residual"):
         raise ValueError(f"encoder_type must be standard/skip/residual, not {encoder!r}")
     if decoder not in ("standard", "skip"):
         raise ValueError(f"decoder_type must be 'standard' or 'skip', not {decoder!r}")
-    _, height, width = shape
-    factor = 2 ** (len(mult) - 1)
-    if height % factor or width % factor:
-        raise ValueError(
-            f"image size {height}x{width} is not divisible by {factor} "
-            f"(needed by channel_mult={mult}); use fewer levels or pad/crop the images"
-        )
 
 
 class SongUNet(nn.Module):
@@ -151,7 +142,7 @@ class SongUNet(nn.Module):
         shape = tuple(int(s) for s in shape)
         mult = [int(m) for m in channel_mult]
         _check_args(shape, mult, embedding_type, encoder_type, decoder_type)
-        img_ch, height, width = shape
+        img_ch, height, _ = shape
         self.shape: tuple[int, ...] = shape
         self.model_channels = int(model_channels)
         self.channel_mult = mult

@@ -64,10 +64,10 @@ class RunDirectory:
 
     def __init__(self, out: str | Path) -> None:
         self.out = Path(out)
-        self.manifest = Manifest(self.out)
+        self.manifest: Manifest  # read by open_manifest, once the directory is checked
 
-    def reload_manifest(self) -> None:
-        """Read manifest.json again (after the directory was checked or cleared)."""
+    def open_manifest(self) -> None:
+        """Read manifest.json (after the directory was checked, and cleared if it had to be)."""
         self.manifest = Manifest(self.out)
 
     def stage_stem(self, k: int) -> Path:

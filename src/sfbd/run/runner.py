@@ -147,7 +147,7 @@ class Run:
         world = f" x {self.dist.world_size} processes" if self.dist.distributed else ""
         self._log(f"{self.cfg.method}: {prob.summary()}; device {self.device}{world}")
         distributed.barrier()
-        self.dir.reload_manifest()
+        self.dir.open_manifest()
         if self.main:
             self.dir.write_config(self.cfg)
             done = self.dir.verified(self.dir.metrics(), self.stages, self._warn)

@@ -210,13 +210,13 @@ def _step_loss(
     gen: torch.Generator,
     share: distributed.RankBatch,
     *,
+    ddp: bool,
     bf16: bool,
     channels_last: bool,
     loss_scale: float,
 ) -> torch.Tensor:
     """Forward and backward of one global batch (this rank's micro-batches); its loss (the
     per-element mean), whose gradient is taken of ``loss_scale`` times it."""
-    ddp = distributed.info().world_size > 1
     fwd = state.forward if state.forward is not None else state.model
     xa, labels, sigma, noise = loss_fn.draw(batch, gen)
     xa = fast.channels_last_input(xa, channels_last)
@@ -317,6 +317,7 @@ def train_stage(
                 batch,
                 gen,
                 share,
+                ddp=ddp,
                 bf16=bf16,
                 channels_last=channels_last,
                 loss_scale=float(batch[0].numel()) if loss_reduction == "sum" else 1.0,
