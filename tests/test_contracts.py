@@ -52,10 +52,11 @@ def _moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 class _Counting(torch.nn.Module):
     def __init__(self, inner):
         super().__init__()
-        self.inner, self.calls = inner, 0
+        self.inner, self.calls, self.rows = inner, 0, 0
 
     def forward(self, x, sigma):
         self.calls += 1
+        self.rows += x.shape[0]  # sample evaluations
         return self.inner(x, sigma)
 
 
@@ -96,27 +97,41 @@ def test_sampler_maps_the_noisy_gaussian_to_the_prior(name):
 
 
 # -- noise models -------------------------------------------------------------------------
+#: the noise models' prior: small enough to stay within intensities >= 0 (data >= -1)
+MU_N = torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64)
+S_N = (0.4 * L) @ (0.4 * L).T
+
+
 @pytest.mark.parametrize("name", NOISE_MODELS.names())
 def test_noise_model_contract(name):
-    noise = NOISE_MODELS[name].example((3,))
+    n = 20000
+    noise = NOISE_MODELS[name].example((3,), n)
     spec = json.loads(json.dumps(noise.spec()))
     assert spec["noise"] == name and from_spec(spec).spec() == noise.spec()
     g = torch.Generator().manual_seed(0)
-    x = (MU + torch.randn(20000, 3, generator=g, dtype=torch.float64) @ L.T).float().numpy()
-    index = np.arange(100, 100 + len(x))
+    x = (MU_N + torch.randn(n, 3, generator=g, dtype=torch.float64) @ (0.4 * L).T).float().numpy()
+    index = np.arange(100, 100 + n)
     y = noise.corrupt(x, index, noise_seed=3)
     assert y.dtype == np.float32 and y.shape == x.shape and not np.allclose(y, x)
-    part = noise.corrupt(x[5:9][::-1], index[5:9][::-1], noise_seed=3)  # keyed, not positional
-    assert np.array_equal(part, y[5:9][::-1])
+    rows = np.array([8, 7, 6, 5])  # keyed by the source index, not by the position
+    part = noise.subset(rows).corrupt(x[rows], index[rows], noise_seed=3)
+    assert np.array_equal(part, y[rows])
     assert not np.array_equal(noise.corrupt(x, index, noise_seed=4), y)
+    z = noise.encode(x)  # the model space, and back
+    assert np.allclose(noise.decode(z), x, atol=1e-4)
+    # the exact denoiser of the model-space prior (Gaussian: exactly so for linear encodings)
+    prior = GaussianDenoiser((3,))
+    prior.set_moments(*_moments(torch.as_tensor(z)))
     grid = edm_sigmas(256, dtype=torch.float64)
-    den = _Counting(_gaussian())
-    yt = torch.as_tensor(y, dtype=torch.float64)
-    out = noise.backward(den, yt, torch.as_tensor(index), grid, sampler="sde", stream=9)
-    assert den.calls == noise.evaluations("sde", grid)
-    mean, cov = _moments(out)  # posterior samples of the corrupted prior: the prior again
-    assert torch.allclose(mean, MU, atol=0.03), mean
-    assert torch.allclose(cov, S, atol=0.03), cov
+    den = _Counting(prior)
+    zy = torch.as_tensor(noise.encode_noisy(y, np.arange(n)), dtype=torch.float64)
+    keys = torch.arange(n)  # the pipeline keys rows by their position in the noisy set
+    out = noise.backward(den, zy, keys, grid, sampler="sde", stream=9)
+    assert den.rows == noise.evaluations("sde", grid, np.arange(n))  # summed over the samples
+    # posterior samples of the corrupted prior: the prior again, in the data's scale
+    mean, cov = _moments(torch.as_tensor(noise.decode(out.numpy())))
+    assert torch.allclose(mean, MU_N, atol=0.01), mean
+    assert torch.allclose(cov, S_N, atol=0.1 * float(S_N.abs().max())), (cov, S_N)
 
 
 # -- model kinds --------------------------------------------------------------------------

@@ -36,8 +36,8 @@ class _Ctx:
         v = -(torch.as_tensor(index, dtype=torch.float32) + 1000 * visit)
         return v[:, None].expand(-1, 2).clone()
 
-    def evaluations(self):
-        return 3
+    def evaluations(self, index=None):
+        return 3 * (len(self.prob.noisy) if index is None else len(index))
 
 
 def _bank(ctx, k=2, n=10):

@@ -160,8 +160,8 @@ class _Ctx:
     def denoise(self, k):
         return self._denoised
 
-    def evaluations(self):
-        return 1
+    def evaluations(self, index=None):
+        return 1 * (len(self.prob.noisy) if index is None else len(index))
 
 
 def _drawn(cfg, stage, ctx):

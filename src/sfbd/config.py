@@ -61,7 +61,16 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], key)
+        if len(inner) == 1:
+            return _coerce(value, inner[0], key)
+        for a in inner:  # e.g. float | str: a number, else a path
+            try:
+                return _coerce(value, a, key)
+            except ConfigError:
+                continue
+        plain = {float: "number", int: "integer", str: "string", bool: "boolean"}
+        names = " or a ".join(plain.get(a, _type_name(a)) for a in inner)
+        raise ConfigError(f"{key} must be a {names}, got {value!r}")
     if origin is list:
         (item,) = typing.get_args(tp)
         if not isinstance(value, list | tuple):

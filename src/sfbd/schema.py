@@ -13,7 +13,17 @@ class DataConfig:
     source: str | None = (
         None  # builtin (ring8 checkerboard swissroll digits cifar10 celeba) or path
     )
-    sigma: float = 0.35  # noise level tau: std of the additive Gaussian noise, in the data's scale
+    # noise level tau: std of the additive white Gaussian noise, in the data's scale; or the
+    # path of a .npy of N per-sample levels (user mode, in the order of data.noisy)
+    sigma: float | str | None = 0.35
+    sigma_range: list[float] | None = None  # benchmark mode: [lo, hi], log-uniform per sample
+    noise: str = "gaussian"  # gaussian | poisson-gaussian (photon noise: gain, read_noise)
+    # .npy covariance of coloured Gaussian noise: D x D matrix (vectors) or (C, H, W) power
+    # spectrum (images, orthonormal 2-D DFT); data.sigma must then be null
+    noise_cov: str | None = None
+    noise_method: str = "whiten"  # coloured noise: whiten (exact) | top-up (exact, loses info)
+    gain: float | None = None  # poisson-gaussian: intensity of one photon (alpha), u = (x + 1) / 2
+    read_noise: float = 0.0  # poisson-gaussian: std of the Gaussian read noise, intensity units
     clean_fraction: float = 0.02  # benchmark mode: fraction of the training part kept clean
     noise_seed: int = 0  # benchmark mode: seed of the split and of the fixed per-sample noise
     num_samples: int = 20000  # builtin 2-D sets: size; celeba: first N images (before hold-out)

@@ -18,13 +18,16 @@ from sfbd.diffusion.sample import SAMPLERS
 from sfbd.errors import ConfigError
 from sfbd.methods import METHODS
 from sfbd.models import MODEL_KINDS
+from sfbd.noise.coloured import METHODS as COLOURED_METHODS
 
 if TYPE_CHECKING:
     from sfbd.schema import Config
 
 SWITCHES = ("auto", "on", "off")  # fast.* settings
 # keys that name files or folders (checked to be non-empty when set)
+NOISES = ("gaussian", "poisson-gaussian")
 PATH_KEYS = (
+    "data.noise_cov",
     "data.source",
     "data.noisy",
     "data.clean",
@@ -41,15 +44,76 @@ def _check(cond: bool, msg: str) -> None:
         raise ConfigError(msg)
 
 
+def _validate_noise(cfg: Config) -> None:
+    """The data.* noise keys: one noise model, fully given."""
+    d = cfg.data
+    _check(
+        d.noise in NOISES,
+        f"data.noise must be one of {', '.join(NOISES)}; got {d.noise!r}",
+    )
+    _check(
+        d.noise_method in COLOURED_METHODS,
+        f"data.noise_method must be one of {', '.join(COLOURED_METHODS)}; got {d.noise_method!r}",
+    )
+    alternatives = [k for k in ("sigma_range", "noise_cov") if getattr(d, k) is not None]
+    if d.noise == "poisson-gaussian":
+        alternatives = ["noise: poisson-gaussian", *alternatives]
+    if len(alternatives) > 1:
+        raise ConfigError(
+            f"data.{alternatives[0]} and data.{alternatives[1]} are two noise models; set one"
+        )
+    if alternatives and d.sigma is not None:
+        raise ConfigError(
+            f"data.sigma is given together with data.{alternatives[0]}, which describes the "
+            "noise instead; set data.sigma: null"
+        )
+    if not alternatives:
+        _check(
+            d.sigma is not None,
+            "data.sigma is null but no other noise model is set: give data.sigma (a level or a "
+            ".npy of per-sample levels), data.sigma_range, data.noise_cov or data.noise",
+        )
+    if isinstance(d.sigma, float):
+        _check(
+            math.isfinite(d.sigma) and d.sigma > 0,
+            f"data.sigma must be a positive number (the noise std), got {d.sigma}",
+        )
+    if isinstance(d.sigma, str):
+        _check(d.sigma.strip() != "", "data.sigma is an empty string; give a level or a path")
+        _check(
+            d.source is None,
+            "data.sigma as a file of per-sample levels is for user mode (data.noisy); in "
+            "benchmark mode draw them with data.sigma_range: [lo, hi] and data.sigma: null",
+        )
+    if d.sigma_range is not None:
+        r = d.sigma_range
+        _check(
+            len(r) == 2 and all(math.isfinite(v) for v in r) and 0 < r[0] <= r[1],
+            f"data.sigma_range must be [lo, hi] with 0 < lo <= hi, got {r}",
+        )
+        _check(
+            d.source is not None,
+            "data.sigma_range draws levels in benchmark mode (data.source); in user mode give "
+            "data.sigma as the path of a .npy of the N per-sample levels",
+        )
+    if d.noise == "poisson-gaussian":
+        _check(
+            d.gain is not None and math.isfinite(d.gain) and d.gain > 0,
+            f"data.gain must be a number > 0 for poisson-gaussian noise (the intensity of one "
+            f"photon, e.g. 0.01 for 100 photons at full scale), got {d.gain}",
+        )
+        _check(
+            math.isfinite(d.read_noise) and d.read_noise >= 0,
+            f"data.read_noise must be a number >= 0, got {d.read_noise}",
+        )
+
+
 def validate(cfg: Config) -> None:
     """Range and consistency checks; raises ConfigError naming the key and the fix."""
     d = cfg.data
     _check(cfg.method in METHODS, f"method must be one of {', '.join(METHODS)}; got {cfg.method!r}")
     method = METHODS[cfg.method]
-    _check(
-        math.isfinite(d.sigma) and d.sigma > 0,
-        f"data.sigma must be a positive number (the noise std), got {d.sigma}",
-    )
+    _validate_noise(cfg)
     for key in PATH_KEYS:
         value = _get(cfg, key)
         _check(

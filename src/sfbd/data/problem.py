@@ -30,13 +30,19 @@ if TYPE_CHECKING:
 
 @dataclass
 class Problem:
-    """Arrays of one run, all float32 in model space; shapes (N, *) with the same sample shape."""
+    """Arrays of one run, float32, shapes (N, *) with the same sample shape.
 
-    clean: np.ndarray  # (M, *) clean samples
-    noisy: np.ndarray  # (N, *) noisy samples
+    The training arrays (clean, noisy, pretrain) are in the noise model's *model space*, where
+    the noise is white (the data itself for white and per-sample noise; whitened or
+    Anscombe-transformed data otherwise); reference and noisy_truth stay in the data's scale,
+    which :meth:`decode` maps model-space samples back to.
+    """
+
+    clean: np.ndarray  # (M, *) clean samples, in the noise model's model space
+    noisy: np.ndarray  # (N, *) noisy samples, in model space (corruption.encode_noisy)
     corruption: Corruption  # their noise model
-    reference: np.ndarray | None = None  # held-out clean samples for metrics
-    noisy_truth: np.ndarray | None = None  # clean originals of the noisy samples (benchmark)
+    reference: np.ndarray | None = None  # held-out clean samples for metrics (data space)
+    noisy_truth: np.ndarray | None = None  # clean originals of the noisy samples (data space)
     scale: str = "float"  # 'uint8' or 'float': the data's own scale, for outputs
     pretrain: np.ndarray | None = None  # clean samples of a similar distribution (data.pretrain)
 
@@ -44,6 +50,10 @@ class Problem:
     def shape(self) -> tuple[int, ...]:
         ref = self.noisy if len(self.noisy) else self.clean
         return tuple(ref.shape[1:])
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        """Model-space samples (n, *) in the data's scale (float32)."""
+        return self.corruption.decode(z)
 
     @property
     def is_image(self) -> bool:
@@ -64,6 +74,22 @@ class Problem:
 def corrupt(x: np.ndarray, index: np.ndarray, sigma: float, noise_seed: int) -> np.ndarray:
     """x + sigma * eps with eps keyed by the source index (fixed per sample): white noise."""
     return WhiteGaussian(sigma).corrupt(x, index, noise_seed)
+
+
+def in_model_space(
+    noise: Corruption, clean: np.ndarray, noisy: np.ndarray, what: tuple[str, str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Clean and noisy samples checked against the noise model, then mapped to its model space
+    (:meth:`Corruption.encode`, :meth:`Corruption.encode_noisy`; the identity for white and
+    per-sample noise); ``what`` names them for messages."""
+    try:
+        noise.check(clean, noisy)
+    except DataError as exc:
+        raise DataError(
+            str(exc).replace("data.clean", what[0]).replace("data.noisy", what[1])
+        ) from None
+    z_noisy = noise.encode_noisy(noisy, np.arange(len(noisy))) if len(noisy) else noisy
+    return (noise.encode(clean) if len(clean) else clean), z_noisy
 
 
 def split_benchmark(source: np.ndarray, cfg: Config, has_reference: bool) -> Problem:
@@ -88,10 +114,16 @@ def split_benchmark(source: np.ndarray, cfg: Config, has_reference: bool) -> Pro
     clean_idx, noisy_idx = np.sort(train_idx[:n_clean]), np.sort(train_idx[n_clean:])
     if len(noisy_idx) == 0:
         raise DataError("no noisy samples left: lower data.clean_fraction or data.holdout")
-    noise = from_config(cfg)
+    noise = from_config(cfg, index=noisy_idx)
+    clean, noisy = in_model_space(
+        noise,
+        source[clean_idx],
+        noise.corrupt(source[noisy_idx], noisy_idx, d.noise_seed),
+        ("data.source", "noisy"),
+    )
     return Problem(
-        clean=source[clean_idx],
-        noisy=noise.corrupt(source[noisy_idx], noisy_idx, d.noise_seed),
+        clean=clean,
+        noisy=noisy,
         corruption=noise,
         reference=source[ref_idx] if n_ref > 0 else None,
         noisy_truth=source[noisy_idx],
@@ -172,16 +204,20 @@ def load_problem(cfg: Config) -> Problem:
         template = noisy if noisy is not None else clean
         assert template is not None
         empty = np.zeros((0, *template.shape[1:]), np.float32)
-        prob = Problem(
-            clean=clean if clean is not None else empty,
-            noisy=noisy if noisy is not None else empty,
-            corruption=from_config(cfg),
-            scale=scale,
+        noise = from_config(cfg, n=len(noisy) if noisy is not None else None)
+        z_clean, z_noisy = in_model_space(
+            noise,
+            clean if clean is not None else empty,
+            noisy if noisy is not None else empty,
+            ("data.clean", "data.noisy"),
         )
+        prob = Problem(clean=z_clean, noisy=z_noisy, corruption=noise, scale=scale)
     if uses_pretrain(cfg):
         pretrain = load_pretrain(cfg)
         _check_shape("data.pretrain", pretrain, prob.shape, "noisy" if len(prob.noisy) else "clean")
-        prob.pretrain = pretrain
+        prob.pretrain, _ = in_model_space(
+            prob.corruption, pretrain, pretrain[:0], ("data.pretrain", "data.noisy")
+        )
     if reference is not None:
         _check_shape("eval.reference", reference, prob.shape, "training")
         prob.reference = reference

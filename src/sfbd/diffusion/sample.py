@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from sfbd.diffusion.precond import Denoiser
-from sfbd.diffusion.schedule import truncate_sigmas
+from sfbd.diffusion.schedule import truncate_rows, truncate_sigmas
 from sfbd.registry import Registry
 from sfbd.rng import keyed_randn
 
@@ -44,16 +44,37 @@ def keyed_noise(keys: torch.Tensor, like: torch.Tensor, stream: int) -> NoiseFn:
     return lambda step: keyed_randn(keys, shape, stream=stream, counter=step, dtype=like.dtype)
 
 
-def _levels(sigmas: torch.Tensor) -> list[float]:
-    """The schedule as python floats, read once: one device-to-host copy for a GPU grid, so
-    that the step loops below never synchronise (nothing in them reads a tensor's value)."""
+Levels = list[float] | list[torch.Tensor]
+
+
+def _levels(sigmas: torch.Tensor | Sequence[float], x: torch.Tensor | None = None) -> Levels:
+    """The schedule, read once, as the step loops use it.
+
+    A shared schedule (m + 1,) becomes python floats: one device-to-host copy for a GPU grid,
+    so that the step loops below never synchronise (nothing in them reads a tensor's value).
+    A per-row schedule (B, m + 1) (each row its own levels, e.g. per-sample noise levels)
+    becomes m + 1 columns shaped (B, 1, ..., 1) to broadcast against ``x``.
+    """
+    if isinstance(sigmas, torch.Tensor) and sigmas.ndim == 2:
+        assert x is not None, "a per-row schedule needs the state it broadcasts against"
+        cols = sigmas.to(dtype=x.dtype, device=x.device).T
+        return [c.reshape(-1, *([1] * (x.ndim - 1))) for c in cols]
     if isinstance(sigmas, torch.Tensor):
         return sigmas.detach().tolist()
     return [float(s) for s in sigmas]
 
 
-def _level(sigma: float, x: torch.Tensor) -> torch.Tensor:
+def _level(sigma: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    if isinstance(sigma, torch.Tensor):
+        return sigma.reshape(-1)
     return torch.full((x.shape[0],), sigma, dtype=x.dtype, device=x.device)
+
+
+def _positive(levels: Levels) -> list[bool]:
+    """Which levels are > 0 (per-row schedules share the pattern: only the last is 0)."""
+    if levels and isinstance(levels[0], torch.Tensor):
+        return [j < len(levels) - 1 for j in range(len(levels))]
+    return [s > 0 for s in levels]
 
 
 @torch.no_grad()
@@ -65,17 +86,18 @@ def heun_sampler(
     Args:
         denoiser: D(x, sigma), x (B, *), sigma (B,).
         x: (B, *) state at noise level sigmas[0].
-        sigmas: (m + 1,) decreasing levels ending in 0.
+        sigmas: (m + 1,) decreasing levels ending in 0, or (B, m + 1), one schedule per row.
         noise: unused (the ODE is deterministic); accepted for the common signature.
     Returns:
         (B, *) state at sigma = 0.
     References: Karras et al. 2022, Algorithm 1 (no churn).
     """
-    levels = _levels(sigmas)
-    for s, s_next in zip(levels[:-1], levels[1:], strict=True):
+    levels = _levels(sigmas, x)
+    positive = _positive(levels)
+    for j, (s, s_next) in enumerate(zip(levels[:-1], levels[1:], strict=True)):
         d = (x - denoiser(x, _level(s, x)).to(x.dtype)) / s
         x_euler = x + (s_next - s) * d
-        if s_next > 0:
+        if positive[j + 1]:
             d_next = (x_euler - denoiser(x_euler, _level(s_next, x)).to(x.dtype)) / s_next
             x = x + (s_next - s) * 0.5 * (d + d_next)
         else:
@@ -92,7 +114,7 @@ def sde_sampler(
     Args:
         denoiser: D(x, sigma), x (B, *), sigma (B,).
         x: (B, *) state at noise level sigmas[0].
-        sigmas: (m + 1,) decreasing levels ending in 0.
+        sigmas: (m + 1,) decreasing levels ending in 0, or (B, m + 1), one schedule per row.
         noise: ``noise(step)`` standard normal (B, *) for steps 1..m; default torch.randn_like.
     Returns:
         (B, *) state at sigma = 0.
@@ -104,10 +126,11 @@ def sde_sampler(
         def noise(step: int) -> torch.Tensor:
             return torch.randn_like(x)
 
-    levels = _levels(sigmas)
+    levels = _levels(sigmas, x)
+    positive = _positive(levels)
     for i, (s, s_next) in enumerate(zip(levels[:-1], levels[1:], strict=True)):
         d = denoiser(x, _level(s, x)).to(x.dtype)
-        if s_next > 0:
+        if positive[i + 1]:
             r = (s_next / s) ** 2
             x = d + r * (x - d) + s_next * (1.0 - r) ** 0.5 * noise(i + 1).to(x.dtype)
         else:
@@ -178,6 +201,39 @@ def backward_sample(
     """
     sigmas = truncate_sigmas(grid, tau)
     return run_sampler(sampler, denoiser, y, sigmas, keyed_noise(keys, y, stream))
+
+
+def backward_sample_rows(
+    denoiser: Denoiser,
+    y: torch.Tensor,
+    taus: torch.Tensor,
+    grid: torch.Tensor,
+    *,
+    keys: torch.Tensor,
+    stream: int,
+    sampler: str = "heun",
+) -> torch.Tensor:
+    """:func:`backward_sample` with a level per row: row b runs from x(taus[b]) = y[b] to 0.
+
+    Each row's steps, levels and noise (keyed by keys[b] and its own step number) are what it
+    gets alone, so results do not depend on the batch's size, order or other levels.
+
+    Args:
+        y: (B, *) noisy samples, row b at noise level taus[b].
+        taus: (B,) levels > 0.
+        grid: the full schedule; each row runs the part below its level.
+        keys: (B,) sample indices keying the injected noise.
+    Returns:
+        (B, *) denoised samples.
+    """
+    out = torch.empty_like(y)
+    for rows, sigmas in truncate_rows(grid, taus):
+        kb = keys[rows.to(keys.device)]
+        yb = y[rows.to(y.device)]
+        out[rows.to(y.device)] = run_sampler(
+            sampler, denoiser, yb, sigmas, keyed_noise(kb, yb, stream)
+        )
+    return out
 
 
 def sample_from_noise(

@@ -62,3 +62,36 @@ def truncate_sigmas(sigmas: torch.Tensor, tau: float, *, rtol: float = 1e-3) -> 
     head = torch.tensor([tau], dtype=sigmas.dtype, device=sigmas.device)
     tail = torch.zeros(1, dtype=sigmas.dtype, device=sigmas.device)
     return torch.cat([head, below, tail])
+
+
+def truncate_rows(
+    sigmas: torch.Tensor, taus: torch.Tensor, *, rtol: float = 1e-3
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per-row :func:`truncate_sigmas`: row b of a batch starts at its own level taus[b].
+
+    Row b's schedule is [taus[b], every grid point below taus[b], 0], exactly what
+    :func:`truncate_sigmas` gives it alone. Rows with the same number of steps share a group,
+    so each group is one batched sampler run whatever the batch holds.
+
+    Args:
+        sigmas: (n + 1,) decreasing schedule ending in 0.
+        taus: (B,) starting levels, all > 0.
+    Returns:
+        [(rows, schedule)]: ``rows`` (B_g,) int64 positions in the batch, ``schedule``
+        (B_g, m_g + 1) with the dtype/device of ``sigmas``; groups by increasing m_g.
+    """
+    taus = taus.to(dtype=torch.float64, device=sigmas.device).reshape(-1)
+    if not bool((taus > 0).all()):
+        raise ValueError(f"every level must be > 0, got min {float(taus.min())}")
+    grid = sigmas[sigmas > 0].to(torch.float64)
+    # grid points strictly below each tau (within rtol of tau counts as tau itself)
+    count = (grid[None, :] < taus[:, None] * (1.0 - rtol)).sum(dim=1)
+    groups = []
+    for m in torch.unique(count).tolist():
+        rows = torch.nonzero(count == m).reshape(-1)
+        tail = sigmas[sigmas > 0][len(grid) - m :] if m else sigmas[:0]
+        sched = torch.zeros((len(rows), m + 2), dtype=sigmas.dtype, device=sigmas.device)
+        sched[:, 0] = taus[rows].to(sigmas.dtype)
+        sched[:, 1 : m + 1] = tail
+        groups.append((rows, sched))
+    return groups

@@ -55,8 +55,8 @@ class StageContext(Protocol):
         injected noise is keyed by (visit, index), dealt across ranks, gathered on all."""
         ...
 
-    def evaluations(self) -> int:
-        """Denoiser calls per noisy sample of one backward pass."""
+    def evaluations(self, index: np.ndarray | None = None) -> int:
+        """Denoiser calls of one backward pass over the noisy rows ``index`` (default: all)."""
         ...
 
 
@@ -79,7 +79,7 @@ class Method(ABC):
 
     def denoise_evaluations(self, stage: Stage, ctx: StageContext) -> int:
         """Denoiser calls the stage spends on backward sampling (recorded as denoise_nfe)."""
-        return len(ctx.prob.noisy) * ctx.evaluations() if stage.denoises else 0
+        return ctx.evaluations() if stage.denoises else 0
 
 
 METHODS: Registry[type[Method]] = Registry("method")

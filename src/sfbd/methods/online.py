@@ -185,7 +185,13 @@ class OnlineSFBD(Method):
     def denoise_evaluations(self, stage: Stage, ctx: StageContext) -> int:
         if stage.iteration == 0:
             return 0  # pretraining denoises nothing
-        n, per = len(ctx.prob.noisy), ctx.evaluations()
-        full = n * per if stage.denoises else 0
-        points = refresh_points(stage, ctx.cfg.online.refresh_every)
-        return full + len(points) * refresh_size(ctx.cfg, n) * per
+        n, cfg = len(ctx.prob.noisy), ctx.cfg
+        full = ctx.evaluations() if stage.denoises else 0
+        size, every = refresh_size(cfg, n), cfg.online.refresh_every
+        if size == 0:
+            return full
+        # the bank's cursor at this stage's start: every refresh of the stages before it
+        before = sum(len(refresh_points(s, every)) for s in self.plan(cfg)[1 : stage.iteration])
+        points = len(refresh_points(stage, every))
+        rows = (before * size + np.arange(points * size)) % n
+        return full + ctx.evaluations(rows)

@@ -28,4 +28,5 @@ class Oracle(Method):
     def training_set(self, stage: Stage, ctx: StageContext) -> TrainingSet:
         truth = ctx.prob.noisy_truth
         assert truth is not None
+        truth = ctx.prob.corruption.encode(truth)  # into model space, like the clean set
         return as_set(ctx, np.concatenate([ctx.prob.clean, truth]))

@@ -4,10 +4,17 @@ A :class:`Corruption` is everything sfbd knows about the noise of ``data.noisy``
 
 * ``corrupt(x, index, noise_seed)``: benchmark mode's forward model, with the noise of sample i
   a function of (noise_seed, i) only, so the noisy set is a fixed finite dataset;
-* ``backward(denoiser, y, keys, grid, sampler=..., stream=...)``: SFBD's backward sampling of
-  noisy samples y (B, *), i.e. draws of p(x_0 | y) under the current model;
-* ``evaluations(sampler, grid)``: denoiser calls per sample of one backward pass (the work
-  the pipeline records);
+* ``encode(x)``, ``encode_noisy(y, index)`` and ``decode(z)``: the *model space*. Some noise
+  models reduce exactly (or approximately) to white noise after a fixed invertible map T of the
+  data: whitening z = c W x for coloured noise, the Anscombe transform for photon noise. The
+  denoiser then learns the distribution of z = T(x); its noisy copies are
+  ``encode_noisy(y)`` = z + tau * eps, and its samples map back through ``decode`` = T^-1.
+  For white noise and per-sample levels all three are the identity;
+* ``backward(denoiser, z_noisy, keys, grid, sampler=..., stream=...)``: SFBD's backward
+  sampling of encoded noisy samples (B, *), i.e. draws of p(z_0 | y) under the current model;
+* ``evaluations(sampler, grid, index)``: denoiser calls of one backward pass over the rows
+  ``index`` (the work the pipeline records);
+* ``check(clean, noisy)``: refuse data the model cannot describe (e.g. negative intensities);
 * ``spec()`` / :func:`from_spec`: the plain-JSON record kept in checkpoints and the run log.
 
 Implementations register themselves in :data:`NOISE_MODELS` (one file each, see
@@ -35,6 +42,27 @@ class Corruption(ABC):
     def corrupt(self, x: np.ndarray, index: np.ndarray, noise_seed: int) -> np.ndarray:
         """Noisy copies (N, *) float32 of clean samples x (N, *); noise keyed by ``index``."""
 
+    @property
+    def transforms(self) -> bool:
+        """Whether the model space differs from the data's (encode/decode not the identity)."""
+        return False
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        """Clean samples (N, *) in the data's scale -> model space (default: the identity)."""
+        return x
+
+    def encode_noisy(self, y: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """Noisy samples (N, *) as stored (rows keyed by ``index``) -> what :meth:`backward`
+        takes: model-space samples at white noise (default: :meth:`encode`)."""
+        return self.encode(y)
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        """Model-space samples (N, *) -> the data's scale (default: the identity)."""
+        return z
+
+    def check(self, clean: np.ndarray | None, noisy: np.ndarray | None) -> None:  # noqa: B027
+        """Raise :class:`~sfbd.errors.DataError` for data this model cannot describe."""
+
     @abstractmethod
     def backward(
         self,
@@ -49,8 +77,9 @@ class Corruption(ABC):
         """Backward-sample noisy y (B, *) to x_0 (B, *); injected noise keyed by keys (B,)."""
 
     @abstractmethod
-    def evaluations(self, sampler: str, grid: torch.Tensor) -> int:
-        """Denoiser calls per sample of one :meth:`backward` pass on the schedule ``grid``."""
+    def evaluations(self, sampler: str, grid: torch.Tensor, index: np.ndarray) -> int:
+        """Denoiser calls of one :meth:`backward` pass over the rows ``index`` (keys) on the
+        schedule ``grid``, summed over the rows."""
 
     @abstractmethod
     def spec(self) -> dict[str, Any]:
@@ -60,10 +89,15 @@ class Corruption(ABC):
     def describe(self) -> str:
         """A few words for messages and figure titles, e.g. 'sigma 0.35'."""
 
+    def subset(self, rows: np.ndarray) -> Corruption:
+        """The noise model of the noisy samples ``rows`` alone, renumbered 0..len(rows)-1
+        (default: the same model; per-sample levels are taken along)."""
+        return self
+
     @classmethod
     @abstractmethod
-    def example(cls, shape: tuple[int, ...]) -> Corruption:
-        """A typical instance for samples of ``shape``: what the contract tests run."""
+    def example(cls, shape: tuple[int, ...], n: int) -> Corruption:
+        """A typical instance for n noisy samples of ``shape``: what the contract tests run."""
 
 
 NOISE_MODELS: Registry[type[Corruption]] = Registry("noise model")

@@ -55,8 +55,8 @@ class WhiteGaussian(Corruption):
             denoiser, y, self.sigma, grid, keys=keys, stream=stream, sampler=sampler
         )
 
-    def evaluations(self, sampler: str, grid: torch.Tensor) -> int:
-        return evaluations(sampler, truncate_sigmas(grid, self.sigma))
+    def evaluations(self, sampler: str, grid: torch.Tensor, index: np.ndarray) -> int:
+        return len(index) * evaluations(sampler, truncate_sigmas(grid, self.sigma))
 
     def spec(self) -> dict[str, Any]:
         return {"noise": self.name, "sigma": self.sigma}
@@ -65,5 +65,5 @@ class WhiteGaussian(Corruption):
         return f"sigma {self.sigma:g}"
 
     @classmethod
-    def example(cls, shape: tuple[int, ...]) -> WhiteGaussian:
+    def example(cls, shape: tuple[int, ...], n: int) -> WhiteGaussian:
         return cls(0.5)

@@ -56,9 +56,11 @@ class ShardedDenoiser:
         self.stop: StopFlag = NEVER
         self.dist = distributed.info()
 
-    def evaluations(self) -> int:
-        """Denoiser calls per noisy sample of one backward pass."""
-        return self.prob.corruption.evaluations(self.cfg.sample.sampler, self.grid)
+    def evaluations(self, index: np.ndarray | None = None) -> int:
+        """Denoiser calls of one backward pass over the noisy rows ``index`` (default: all)."""
+        if index is None:
+            index = np.arange(len(self.prob.noisy))
+        return self.prob.corruption.evaluations(self.cfg.sample.sampler, self.grid, index)
 
     def _backward(
         self, ema: torch.nn.Module, index: np.ndarray, visit: int, desc: str, stop: StopFlag

@@ -57,7 +57,7 @@ def fid_reference_images(prob: Problem) -> np.ndarray | None:
     if prob.reference is not None:
         return prob.reference
     if prob.noisy_truth is not None:
-        return np.concatenate([prob.clean, prob.noisy_truth])
+        return np.concatenate([prob.decode(prob.clean), prob.noisy_truth])
     return None
 
 
@@ -82,7 +82,7 @@ class FID:
     def __init__(self, cfg: Config, prob: Problem, out: Path, device: torch.device) -> None:
         from sfbd.metrics.inception import load_inception
 
-        self.cfg, self.device = cfg, device
+        self.cfg, self.device, self.noise = cfg, device, prob.corruption
         self.model = load_inception(cfg.eval.inception).to(device)
         self.ref = self._reference(prob, out)
 
@@ -123,6 +123,8 @@ class FID:
         dim = self.ref[0].shape[0]
         s1, s2, n = np.zeros(dim), np.zeros((dim, dim)), 0
         for x in batches:
+            if self.noise.transforms:  # generated in model space: map to the data's scale
+                x = torch.as_tensor(self.noise.decode(x.float().cpu().numpy()))
             a, b, m = feature_sums(extract_features(self.model, x.clamp(-1, 1), device=self.device))
             s1, s2, n = s1 + a, s2 + b, n + m
         if me.distributed:

@@ -36,7 +36,7 @@ def stage_picture(
         idx = slice(0, 16)
         triplets = [
             ("clean", prob.noisy_truth[idx]),
-            (f"noisy ({prob.corruption.describe()})", prob.noisy[idx]),
+            (f"noisy ({prob.corruption.describe()})", prob.decode(prob.noisy[idx])),
             (f"denoised E_{k}", denoised[idx]),
         ]
         report.image_panels_png(out / "samples" / f"triplets-{k:02d}.png", triplets)

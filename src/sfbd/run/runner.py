@@ -124,8 +124,8 @@ class Run:
     def backward(self, index: np.ndarray, visit: int) -> torch.Tensor:
         return self.denoiser.rows(self.state.ema, index, visit).to(self.device)
 
-    def evaluations(self) -> int:
-        return self.denoiser.evaluations()
+    def evaluations(self, index: np.ndarray | None = None) -> int:
+        return self.denoiser.evaluations(index)
 
     # -- the loop ------------------------------------------------------------------------
     def execute(
@@ -236,6 +236,8 @@ class Run:
             self._log(f"stage {k} ({stage.name}) already trained: evaluating")
         self.carry = tset.state()
         denoised = tset.denoised()
+        if denoised is not None:
+            denoised = prob.decode(denoised)  # E_k in the data's scale, for metrics and pictures
         desc = f"stage {k} {stage.name}: sample"
         samples = generate_eval(
             state.ema,
@@ -247,6 +249,7 @@ class Run:
             progress=self.progress,
             stop=self.stop,
         )
+        samples = prob.decode(samples)
         fid = None
         if self.fid is not None:
             with fast.autocast(self.device, self.fast.bf16):

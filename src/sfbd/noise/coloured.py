@@ -1,0 +1,230 @@
+"""Coloured Gaussian noise of known covariance: y = x + n, n ~ N(0, Sigma).
+
+Sigma is given as
+* a D x D symmetric positive definite matrix, for vectors (D,); or
+* a power spectrum S (C, H, W) of stationary noise per channel, for images (C, H, W):
+  n = F^-1(sqrt(S) * F(eps)) with F the orthonormal 2-D DFT over (H, W) and eps white. Then
+  Sigma = F^-1 diag(S) F, a circulant per channel, whose eigenvalues are the entries of S; S
+  must be symmetric, S[c, k] = S[c, -k mod (H, W)], for the noise to be real.
+
+Two exact reductions to white noise (PAPER.md, "Noise models beyond one white level", 2):
+* **whiten** (default): z = c W x with W = Sigma^(-1/2) and c = det(Sigma)^(1/(2D)) (the
+  geometric mean of the noise std over eigen-directions; c W = I for white noise), so that
+  c W y = z + c eps is white at tau = c. SFBD learns z; samples map back x = W^-1 z / c. It
+  needs Sigma well conditioned: its condition number sets how unevenly z is scaled.
+* **top-up**: y' = y + m, m ~ N(0, lambda_max I - Sigma) drawn once per sample (keyed by its
+  index), is white at tau = sqrt(lambda_max). Exact, but it throws information away.
+
+In both, the noise of benchmark mode's sample i is a function of (noise_seed, i) only.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from sfbd.diffusion.precond import Denoiser
+from sfbd.diffusion.sample import backward_sample, evaluations
+from sfbd.diffusion.schedule import truncate_sigmas
+from sfbd.errors import DataError
+from sfbd.noise.base import NOISE_MODELS, Corruption
+from sfbd.rng import keyed_randn, stream_id
+
+METHODS = ("whiten", "top-up")
+WARN_CONDITION = 1e2  # whitening warns above this condition number
+MAX_CONDITION = 1e8  # and refuses above it (numerically singular)
+
+
+def spectrum_is_symmetric(spec: np.ndarray) -> bool:
+    """S[c, k1, k2] == S[c, -k1 mod H, -k2 mod W]: the spectrum of real noise."""
+    flipped = np.roll(spec[:, ::-1, ::-1], shift=(1, 1), axis=(1, 2))
+    return bool(np.allclose(spec, flipped, rtol=1e-6, atol=1e-12 * float(np.abs(spec).max())))
+
+
+def check_cov(cov: np.ndarray, what: str = "data.noise_cov") -> np.ndarray:
+    """The eigenvalues of a covariance (matrix or spectrum), refused unless valid."""
+    cov = np.asarray(cov, dtype=np.float64)
+    if not np.isfinite(cov).all():
+        raise DataError(f"{what} holds values that are not finite")
+    if cov.ndim == 2:
+        if cov.shape[0] != cov.shape[1]:
+            raise DataError(f"{what} must be a square D x D matrix, got shape {cov.shape}")
+        if not np.allclose(cov, cov.T, rtol=1e-6, atol=1e-9 * float(np.abs(cov).max())):
+            raise DataError(f"{what} is not symmetric; a covariance matrix must be")
+        lam = np.linalg.eigvalsh(cov)
+        if lam.min() <= 0:
+            raise DataError(
+                f"{what} is not positive definite (smallest eigenvalue {lam.min():.3g}); a "
+                "noise covariance must have every eigenvalue > 0"
+            )
+        return lam
+    if cov.ndim == 3:
+        if (cov <= 0).any():
+            raise DataError(
+                f"{what}: a power spectrum (C, H, W) must be > 0 everywhere; min {cov.min():.3g}"
+            )
+        if not spectrum_is_symmetric(cov):
+            raise DataError(
+                f"{what} is not the power spectrum of real noise: S[c, k] must equal "
+                "S[c, -k] (orthonormal 2-D DFT over H, W)"
+            )
+        return cov.reshape(-1)
+    raise DataError(
+        f"{what} must be a D x D covariance matrix (vectors) or a (C, H, W) power spectrum "
+        f"(images), got an array of shape {cov.shape}"
+    )
+
+
+@NOISE_MODELS.register("coloured")
+class ColouredGaussian(Corruption):
+    """Gaussian noise of covariance ``cov`` (see the module docstring), reduced to white noise
+    by ``method`` ('whiten' or 'top-up'); ``seed`` keys top-up's extra noise."""
+
+    name = "coloured"
+
+    def __init__(self, cov: np.ndarray | list, method: str = "whiten", seed: int = 0) -> None:
+        if method not in METHODS:
+            raise ValueError(
+                f"data.noise_method must be one of {', '.join(METHODS)}, got {method!r}"
+            )
+        self.cov = np.asarray(cov, dtype=np.float64)
+        lam = check_cov(self.cov)
+        self.method, self.seed = method, int(seed)
+        self.lam_max = float(lam.max())
+        self.condition = float(lam.max() / lam.min())
+        self.scale = float(np.exp(0.5 * np.mean(np.log(lam))))  # c
+        if self.cov.ndim == 2:
+            self._lam, self._vecs = np.linalg.eigh(self.cov)
+        if method == "whiten":
+            self._check_condition()
+
+    def _check_condition(self) -> None:
+        if self.condition > MAX_CONDITION:
+            raise DataError(
+                f"data.noise_cov has condition number {self.condition:.3g}: too ill-conditioned "
+                "to whiten; set data.noise_method: top-up"
+            )
+        if self.condition > WARN_CONDITION:
+            warnings.warn(
+                f"data.noise_cov has condition number {self.condition:.3g}: whitening scales the "
+                f"data {math.sqrt(self.condition):.3g}x more along its least noisy directions "
+                "than along its noisiest; if training struggles, set data.noise_method: top-up",
+                stacklevel=2,
+            )
+
+    @property
+    def transforms(self) -> bool:
+        return self.method == "whiten"
+
+    @property
+    def tau(self) -> float:
+        """The white level in model space."""
+        return self.scale if self.method == "whiten" else math.sqrt(self.lam_max)
+
+    def apply(self, x: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """f(Sigma) x for each row: V f(lambda) V^T x, or F^-1(f(S) * F(x)) per channel."""
+        x64 = np.asarray(x, dtype=np.float64)
+        if self.cov.ndim == 2:
+            if x64.shape[1:] != self.cov.shape[:1]:
+                raise DataError(
+                    f"data.noise_cov is {self.cov.shape[0]} x {self.cov.shape[0]} but samples "
+                    f"have shape {x64.shape[1:]}"
+                )
+            op = (self._vecs * fn(self._lam)) @ self._vecs.T
+            return (x64 @ op).astype(np.float32)
+        if x64.shape[1:] != self.cov.shape:
+            raise DataError(
+                f"data.noise_cov is a spectrum of shape {self.cov.shape} but samples have shape "
+                f"{x64.shape[1:]}"
+            )
+        f = torch.fft.fft2(torch.as_tensor(x64), norm="ortho")
+        f = f * torch.as_tensor(fn(self.cov))
+        return torch.fft.ifft2(f, norm="ortho").real.numpy().astype(np.float32)
+
+    def _eps(self, index: np.ndarray, shape: tuple[int, ...], name: str, seed: int) -> np.ndarray:
+        return keyed_randn(
+            torch.as_tensor(np.ascontiguousarray(index), dtype=torch.int64),
+            shape,
+            stream=stream_id(name, seed),
+            dtype=torch.float64,
+        ).numpy()
+
+    def corrupt(self, x: np.ndarray, index: np.ndarray, noise_seed: int) -> np.ndarray:
+        """x_i + Sigma^(1/2) eps_i, eps_i white and a function of (noise_seed, index[i])."""
+        eps = self._eps(index, tuple(x.shape[1:]), "data-noise", noise_seed)
+        return (x + self.apply(eps, np.sqrt)).astype(np.float32)
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        if self.method == "top-up":
+            return np.asarray(x, dtype=np.float32)
+        return self.apply(x, lambda lam: self.scale / np.sqrt(lam))
+
+    def encode_noisy(self, y: np.ndarray, index: np.ndarray) -> np.ndarray:
+        if self.method == "whiten":
+            return self.encode(y)
+        eps = self._eps(index, tuple(y.shape[1:]), "noise-topup", self.seed)
+        top = self.apply(eps, lambda lam: np.sqrt(np.maximum(self.lam_max - lam, 0.0)))
+        return (y + top).astype(np.float32)
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        if self.method == "top-up":
+            return np.asarray(z, dtype=np.float32)
+        return self.apply(z, lambda lam: np.sqrt(lam) / self.scale)
+
+    def check(self, clean: np.ndarray | None, noisy: np.ndarray | None) -> None:
+        for arr in (clean, noisy):
+            if arr is not None and len(arr):
+                self.apply(arr[:1], np.sqrt)  # raises on a shape mismatch
+
+    def backward(
+        self,
+        denoiser: Denoiser,
+        y: torch.Tensor,
+        keys: torch.Tensor,
+        grid: torch.Tensor,
+        *,
+        sampler: str,
+        stream: int,
+    ) -> torch.Tensor:
+        return backward_sample(
+            denoiser, y, self.tau, grid, keys=keys, stream=stream, sampler=sampler
+        )
+
+    def evaluations(self, sampler: str, grid: torch.Tensor, index: np.ndarray) -> int:
+        return len(index) * evaluations(sampler, truncate_sigmas(grid, self.tau))
+
+    def spec(self) -> dict[str, Any]:
+        return {
+            "noise": self.name,
+            "cov": self.cov.tolist(),
+            "method": self.method,
+            "seed": self.seed,
+        }
+
+    def describe(self) -> str:
+        rms = math.sqrt(float(np.mean(self.cov if self.cov.ndim == 3 else np.diag(self.cov))))
+        return f"coloured, rms {rms:.3g}, {self.method}"
+
+    @classmethod
+    def example(cls, shape: tuple[int, ...], n: int) -> ColouredGaussian:
+        if len(shape) == 1:
+            d = shape[0]
+            i = np.arange(d)
+            return cls(0.25 * 0.6 ** np.abs(i[:, None] - i[None, :]) + 0.01 * np.eye(d))
+        return cls(example_spectrum(shape, corr=0.1))
+
+
+def example_spectrum(shape: tuple[int, ...], level: float = 0.3, corr: float = 1.0) -> np.ndarray:
+    """A low-pass spectrum (C, H, W) of noise with rms ``level``: S(k) proportional to
+    1 / (1 + corr * |k|^2) with |k| the wrapped frequency; symmetric, so the noise is real."""
+    c, h, w = shape
+    kh = np.minimum(np.arange(h), h - np.arange(h))[:, None]
+    kw = np.minimum(np.arange(w), w - np.arange(w))[None, :]
+    s = 1.0 / (1.0 + corr * (kh**2 + kw**2))
+    s = np.broadcast_to(s, (c, h, w)).astype(np.float64)
+    return level**2 * s / s.mean()
