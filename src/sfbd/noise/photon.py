@@ -84,7 +84,8 @@ class PoissonGaussian(Corruption):
         u = (np.asarray(x, dtype=np.float64) + 1.0) / 2.0
         if (u < 0).any():
             raise DataError(
-                f"data.source: poisson-gaussian noise needs intensities >= 0 (values >= -1); min {x.min():.3g}"
+                "data.source: poisson-gaussian noise needs intensities >= 0 (values >= -1); "
+                f"min {x.min():.3g}"
             )
         photons = np.empty_like(u)
         for j, i in enumerate(np.asarray(index, dtype=np.int64)):
