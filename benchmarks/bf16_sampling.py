@@ -15,11 +15,14 @@ trained here (method oracle on scikit-learn's digits, fp32):
 
 Usage:
     python benchmarks/bf16_sampling.py [--out runs/bf16-sampling] [--n 1000] [--seeds 3]
-                                       [--results benchmarks/BF16_SAMPLING.md]
+                                       [--steps 32] [--results FILE]
 
-Prints a table and writes it as Markdown to --results with the machine, the date and the
-command. The trained model is reused from --out on a rerun. CPU bf16 is much slower than fp32
-on machines without bf16 instructions: ~15 minutes on 2 cores with the defaults.
+Prints a table and writes it as Markdown with the machine, the date and the command: to
+--results if given; else the default settings (the full run) write the committed
+benchmarks/BF16_SAMPLING.md and any other --n/--seeds/--steps write OUT/BF16_SAMPLING.md
+(benchmarks/committed.py). The trained model is reused from --out on a rerun. CPU bf16 is
+much slower than fp32 on machines without bf16 instructions: ~15 minutes on 2 cores with the
+defaults.
 """
 
 from __future__ import annotations
@@ -29,11 +32,11 @@ import datetime as dt
 import json
 import os
 import platform
-import shlex
 import sys
 import time
 from pathlib import Path
 
+import committed  # benchmarks/committed.py: where results go
 import numpy as np
 import torch
 
@@ -62,14 +65,28 @@ def _psnr(x: np.ndarray, truth: np.ndarray) -> float:
     return 10.0 * np.log10(4.0 / mse)  # data range 2 ([-1, 1] images)
 
 
-def main(argv: list[str] | None = None) -> int:
+FULL = {"n": 1000, "seeds": 3, "steps": 32}  # the settings of the committed results
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="runs/bf16-sampling")
-    ap.add_argument("--n", type=int, default=1000, help="samples per set")
-    ap.add_argument("--seeds", type=int, default=3, help="fp32 seeds (noise floor of swd)")
-    ap.add_argument("--steps", type=int, default=32, help="Heun steps of the full schedule")
-    ap.add_argument("--results", default="benchmarks/BF16_SAMPLING.md")
-    args = ap.parse_args(argv)
+    ap.add_argument("--n", type=int, default=FULL["n"], help="samples per set")
+    ap.add_argument("--seeds", type=int, default=FULL["seeds"], help="fp32 seeds (swd floor)")
+    ap.add_argument("--steps", type=int, default=FULL["steps"], help="Heun steps, full schedule")
+    ap.add_argument("--results", default=None, help="default: benchmarks/BF16_SAMPLING.md")
+    return ap.parse_args(argv)
+
+
+def results_file(args: argparse.Namespace) -> Path:
+    """--results; else the committed file for the full settings, OUT/BF16_SAMPLING.md if not."""
+    full = all(getattr(args, k) == v for k, v in FULL.items())
+    scratch = Path(args.out) / "BF16_SAMPLING.md"
+    return committed.results_path(args.results, "benchmarks/BF16_SAMPLING.md", scratch, full)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
 
     root = Path(__file__).resolve().parents[1]
     cfg = load_config(root / "configs" / "digits.yaml", overrides=SETS)
@@ -151,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         f"| backward sampling: paired RMS difference bf16 − fp32 | {den_paired:.4f} |",
         *[f"| seconds: {k} ({args.n} samples) | {v:.0f} |" for k, v in timings.items()],
     ]
-    cmd = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
+    cmd = committed.command_line(__file__, sys.argv[1:] if argv is None else argv)
     head = [
         "# bf16 autocast in sampling: a CPU proxy on 8x8 digits",
         "",
@@ -165,7 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join([*head, *table, ""])
     print(text)
     print(json.dumps({"rows": rows, "paired": paired, "spread": spread, "timings": timings}))
-    Path(args.results).write_text(text)
+    results = results_file(args)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(text)
+    print(f"wrote {results}")
     return 0
 
 

@@ -6,9 +6,11 @@ digits at 2, and the analytic Gaussian model at 3 (exact W2 to the truth). Runs 
 the quality benchmark's run directory, so its ramp-0.25 runs are reused.
 
 Usage:
-    python benchmarks/online_ramp.py [--out runs/quality] [--results benchmarks/ONLINE_RAMP.md]
+    python benchmarks/online_ramp.py [--out runs/quality] [--results FILE]
 
-Prints one table and writes it as Markdown with the machine, the date and the command.
+Prints one table and writes it as Markdown with the machine, the date and the command, to
+--results if given, else to the committed benchmarks/ONLINE_RAMP.md: the script has no quick
+or partial mode, every run is the full sweep (benchmarks/committed.py).
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ import argparse
 import datetime as dt
 import os
 import platform
-import shlex
 import sys
 import time
 from pathlib import Path
 
+import committed
 import gaussian_steps as gs
 import quality as q
 import torch
@@ -30,11 +32,21 @@ RAMPS = ("0", "0.25", "0.5", "1")
 SETS = {"ring8": 3, "checkerboard": 3, "swissroll": 3, "digits": 2}
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/quality")
-    ap.add_argument("--results", default="benchmarks/ONLINE_RAMP.md")
-    args = ap.parse_args()
+    ap.add_argument("--results", default=None, help="default: benchmarks/ONLINE_RAMP.md")
+    return ap.parse_args(argv)
+
+
+def results_file(args: argparse.Namespace) -> Path:
+    """--results, else the committed file (every run of this script is the full sweep)."""
+    scratch = Path(args.out) / "ONLINE_RAMP.md"
+    return committed.results_path(args.results, "benchmarks/ONLINE_RAMP.md", scratch, True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     suite = q.SUITES["full"]
     out = Path(args.out) / "full"
     runner = q.Runner(out, suite.common)
@@ -72,7 +84,7 @@ def main() -> None:
     tab = q.table(header, rows)
     print(tab)
     wall = time.perf_counter() - t0
-    command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
+    command = committed.command_line(__file__, sys.argv[1:] if argv is None else argv)
     md = [
         "# Online SFBD: the ramp length",
         "",
@@ -88,8 +100,10 @@ def main() -> None:
         tab,
         "",
     ]
-    Path(args.results).write_text("\n".join(md))
-    print(f"wrote {args.results}; {wall:.0f} s")
+    results = results_file(args)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text("\n".join(md))
+    print(f"wrote {results}; {wall:.0f} s")
 
 
 if __name__ == "__main__":

@@ -20,11 +20,13 @@ Six sections, every run a benchmark-mode `Run` (the library's own pipeline):
    6 of its 8 modes) and digits (pretrained on other images of only the digits 0-4).
 
 Usage:
-    python benchmarks/quality.py [--quick] [--out runs/quality] [--results benchmarks/RESULTS.md]
-                                 [--seeds N]
+    python benchmarks/quality.py [--quick] [--out runs/quality] [--results FILE] [--seeds N]
 
-Prints the tables and writes them as Markdown to --results, with the machine, the date and the
-command line; its figures (quality-*.png) go next to it and every run directory under --out.
+Prints the tables and writes them as Markdown, with the machine, the date and the command
+line; its figures (quality-*.png) go next to it and every run directory under --out. Where:
+--results if given; else the full suite at its default seeds writes the committed
+benchmarks/RESULTS.md, and --quick or --seeds N writes OUT/quick/RESULTS.md (OUT/full/... for
+--seeds), so a smoke run never overwrites the committed numbers (benchmarks/committed.py).
 Rerunning reuses finished runs (a run directory is named by a hash of its settings and of its
 data files, and `Run.execute()` returns a finished run's metrics at once). On 2 CPU cores
 (2026-12-01, Online SFBD included): --quick 102 s; the full suite 1,599 s (113 runs trained,
@@ -42,13 +44,13 @@ import hashlib
 import json
 import os
 import platform
-import shlex
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import committed  # benchmarks/committed.py: where results go, the command they record
 import gaussian_steps as gs  # benchmarks/gaussian_steps.py (the script's own folder)
 import numpy as np
 import torch
@@ -868,11 +870,24 @@ def pretrain_sample_figures(
 # --------------------------------------------------------------------------- main
 
 
+def results_file(args: argparse.Namespace) -> Path:
+    """--results if given; else benchmarks/RESULTS.md for the full suite at its default seeds,
+    and OUT/quick/RESULTS.md (--quick) or OUT/full/RESULTS.md (--seeds N) for the others."""
+    full = not args.quick and args.seeds is None
+    scratch = Path(args.out) / ("quick" if args.quick else "full") / "RESULTS.md"
+    return committed.results_path(args.results, "benchmarks/RESULTS.md", scratch, full)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small smoke-test suite (~3 min)")
     ap.add_argument("--out", default="runs/quality", help="root of the run directories")
-    ap.add_argument("--results", default="benchmarks/RESULTS.md", help="Markdown results file")
+    ap.add_argument(
+        "--results",
+        default=None,
+        help="Markdown results file (default: benchmarks/RESULTS.md for the full suite, "
+        "else OUT/quick|full/RESULTS.md)",
+    )
     ap.add_argument("--seeds", type=int, default=None, help="seeds for section 1 (default: 3)")
     args = ap.parse_args(argv)
     suite = SUITES["quick" if args.quick else "full"]
@@ -881,7 +896,7 @@ def main(argv: list[str] | None = None) -> None:
     if seeds < 1:
         ap.error("--seeds must be >= 1")
     out = Path(args.out) / ("quick" if args.quick else "full")
-    results = Path(args.results)
+    results = results_file(args)
     results.parent.mkdir(parents=True, exist_ok=True)
     runner = Runner(out, suite.common)
     t0 = time.perf_counter()
@@ -979,7 +994,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
 
-    command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
+    command = committed.command_line(__file__, sys.argv[1:] if argv is None else argv)
     vec = ", ".join(f"{k}={v}" for k, v in suite.vector.items())
     img = ", ".join(f"{k}={v}" for k, v in suite.image.items())
     gauss = ", ".join(f"{k}={v}" for k, v in gs.SETTINGS.items())
@@ -993,7 +1008,7 @@ def main(argv: list[str] | None = None) -> None:
         f"- date: {dt.datetime.now().astimezone().isoformat(timespec='seconds')}",
         f"- command: `{command}`",
         f"- wall time: {wall:.0f} s ({len(runner.ran)} runs trained, {runner.reused} reused "
-        f"from `{out}`); per section: {per_section}",
+        f"from `{committed.display_path(out)}`); per section: {per_section}",
         f"- vector settings: {vec}",
         (
             f"- digits settings: {img}. The data are a fixed random 2/3 of scikit-learn's 1,797 "

@@ -8,8 +8,13 @@ compared with an uninterrupted reference run: checkpoints, denoised shards and s
 byte for byte, metrics value for value, and every denoised set must hold each noisy sample
 exactly once. Expected: 0 mismatches, 0 lost or duplicated samples.
 
-    python benchmarks/soak.py --minutes 10            # ~10 minutes on 2 CPU cores
+    python benchmarks/soak.py                 # the full run: ~10 minutes on 2 CPU cores
+    python benchmarks/soak.py --minutes 1     # a partial run: runs/soak/SOAK.md
     python benchmarks/soak.py --minutes 1 --results /tmp/soak.md
+
+It writes a Markdown summary: to --results if given; else the full run (10 minutes, seed 0)
+writes the committed benchmarks/SOAK.md and a shorter or differently seeded one writes
+runs/soak/SOAK.md (benchmarks/committed.py).
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+
+import committed  # noqa: E402  (benchmarks/committed.py: where results go)
 
 from sfbd.run.runner import read_denoised  # noqa: E402
 from sfbd.runtime.interrupt import EXIT_INTERRUPTED  # noqa: E402
@@ -83,13 +90,42 @@ def exactly_once(run: Path, n_noisy: int, iterations: int) -> tuple[int, int]:
     return lost, dup
 
 
-def main() -> None:
+# The paragraph under the table (what one trial does), as the committed file has it.
+DESCRIPTION = [
+    "Each trial: a fresh run directory, `sfbd run` (ring8, 2 SFBD iterations, step checkpoints",
+    "every 50 steps, E_k in shards of 256) launched and killed at a random moment (SIGKILL, or",
+    "SIGTERM in one case of five, which must exit 75) until a launch finishes; then checkpoints,",
+    "denoised shards and saved samples are compared byte for byte, and metrics value for value,",
+    "with an uninterrupted reference run, and each denoised set is checked to hold every noisy",
+    "sample exactly once. `mismatches`, `lost`, `duplicated` and `bad_exit` must be 0.",
+]
+FULL = {"minutes": 10.0, "seed": 0}  # the settings of the committed benchmarks/SOAK.md
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--minutes", type=float, default=10.0)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--minutes", type=float, default=FULL["minutes"])
+    ap.add_argument("--seed", type=int, default=FULL["seed"])
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: temp)")
-    ap.add_argument("--results", type=Path, default=None, help="also write a markdown summary")
-    args = ap.parse_args()
+    ap.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="markdown summary (default: benchmarks/SOAK.md for the full run, else "
+        "runs/soak/SOAK.md)",
+    )
+    return ap.parse_args(argv)
+
+
+def results_file(args: argparse.Namespace) -> Path:
+    """--results; else the committed file for the full run, runs/soak/SOAK.md for others."""
+    full = args.minutes >= FULL["minutes"] and args.seed == FULL["seed"]
+    scratch = Path("runs") / "soak" / "SOAK.md"
+    return committed.results_path(args.results, "benchmarks/SOAK.md", scratch, full)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     rng = random.Random(args.seed)
     work = args.work or Path(tempfile.mkdtemp(prefix="sfbd-soak-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -170,20 +206,25 @@ def main() -> None:
         )
     stats["minutes"] = round((time.monotonic() - t0) / 60, 2)
     print(json.dumps(stats), flush=True)
-    if args.results:
-        lines = [
-            "# Soak test of crash safety",
-            "",
-            f"`python benchmarks/soak.py --minutes {args.minutes:g}`, "
-            f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPU cores. Reference run "
-            f"{ref_secs:.1f}s.",
-            "",
-            "| " + " | ".join(stats) + " |",
-            "|" + "---|" * len(stats),
-            "| " + " | ".join(str(v) for v in stats.values()) + " |",
-            "",
-        ]
-        args.results.write_text("\n".join(lines))
+    results = results_file(args)
+    command = committed.command_line(__file__, sys.argv[1:] if argv is None else argv)
+    lines = [
+        "# Soak test of crash safety",
+        "",
+        f"`{command}`, "
+        f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPU cores. Reference run "
+        f"{ref_secs:.1f}s.",
+        "",
+        "| " + " | ".join(stats) + " |",
+        "|" + "---|" * len(stats),
+        "| " + " | ".join(str(v) for v in stats.values()) + " |",
+        "",
+        *DESCRIPTION,
+        "",
+    ]
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text("\n".join(lines))
+    print(f"wrote {results}", flush=True)
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
     sys.exit(1 if stats["mismatches"] or stats["lost"] or stats["duplicated"] else 0)

@@ -1,9 +1,8 @@
-"""The presets in configs/ load and resolve, and the README's configuration table is complete."""
+"""The presets in configs/ load and resolve (tests/test_docs.py checks their documentation)."""
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,7 @@ import pytest
 import yaml
 
 from sfbd.cli.demo import DEMO
-from sfbd.config import Config, _all_keys, load_config
+from sfbd.config import load_config
 from sfbd.run.runner import Run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,21 +18,6 @@ CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 TEMPLATE = ROOT / "configs" / "user-files.yaml"
 PAPER = [ROOT / "configs" / n for n in ("cifar10-4pct.yaml", "cifar10-10pct.yaml", "celeba64.yaml")]
 PRESETS = [p for p in CONFIGS if p != TEMPLATE and p not in PAPER]  # CPU presets
-
-
-def _default(key: str) -> object:
-    node: object = Config()
-    for part in key.split("."):
-        node = getattr(node, part)
-    return node
-
-
-def _readme_table() -> dict[str, str]:
-    """{key: default text} from the rows of the README's configuration reference table."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("## Configuration reference", 1)[1].split("\n## ", 1)[0]
-    rows = re.findall(r"^\| `([a-z0-9_.]+)` \| `([^`]*)` \|", section, flags=re.M)
-    return dict(rows)
 
 
 def test_presets_exist():
@@ -74,15 +58,6 @@ def test_user_template_validates_with_overrides(tmp_path):
     raw = yaml.safe_load(TEMPLATE.read_text())
     for value in (raw["data"]["noisy"], raw["data"]["clean"], raw["eval"]["reference"]):
         assert not (ROOT / value).exists()
-
-
-def test_readme_lists_every_config_key_with_its_default():
-    table = _readme_table()
-    keys = _all_keys()
-    assert sorted(set(keys) - set(table)) == [], "keys missing from the README table"
-    assert sorted(set(table) - set(keys)) == [], "README table lists keys that do not exist"
-    for key in keys:
-        assert yaml.safe_load(table[key]) == _default(key), f"README default of {key}"
 
 
 def test_paper_presets_dry_run(capsys):

@@ -1,4 +1,5 @@
-"""Checks of `benchmarks/quality.py`: its helpers, the full suite's plan, and `--quick` end to end.
+"""Checks of `benchmarks/quality.py`: its helpers, the full suite's plan, and `--quick` end to end
+(which must leave the committed benchmarks/RESULTS.md and its figures untouched).
 
 The end-to-end `--quick` run takes about 3 minutes on 2 CPU cores; the other tests a few seconds.
 """
@@ -11,6 +12,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -162,24 +164,36 @@ def test_full_suite_plan_is_valid(quality: ModuleType, tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- end to end
 
 
+def _snapshot(folder: Path) -> dict[str, str]:
+    """{relative path: SHA-256} of every file under ``folder`` (bytecode caches aside)."""
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+
+
 def test_quality_quick(tmp_path: Path) -> None:
-    results = tmp_path / "RESULTS.md"
+    """`python benchmarks/quality.py --quick` as a user types it, in a copy of the repository's
+    benchmarks/ (with its committed results): the quick suite's results and figures land under
+    runs/quality/quick/, and no committed file changes, in the copy or in the repository."""
+    repo = tmp_path / "repo"
+    shutil.copytree(BENCH, repo / "benchmarks", ignore=shutil.ignore_patterns("__pycache__"))
+    committed_before, real_before = _snapshot(repo / "benchmarks"), _snapshot(BENCH)
+    assert "RESULTS.md" in committed_before and "quality-swd.png" in committed_before
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(ROOT / "src"), env.get("PYTHONPATH", "")) if p
     )
-    cmd = [
-        sys.executable,
-        str(BENCH / "quality.py"),
-        "--quick",
-        "--out",
-        str(tmp_path / "runs"),
-        "--results",
-        str(results),
-    ]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    cmd = [sys.executable, "benchmarks/quality.py", "--quick"]  # no --out, no --results
+    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert _snapshot(repo / "benchmarks") == committed_before, "quick run changed benchmarks/"
+    assert _snapshot(BENCH) == real_before, "quick run changed the repository's benchmarks/"
 
+    quick = repo / "runs" / "quality" / "quick"
+    results = quick / "RESULTS.md"
     assert results.is_file()
     text = results.read_text()
     for header in (
@@ -226,11 +240,16 @@ def test_quality_quick(tmp_path: Path) -> None:
         "quality-pretrain.png",
         "quality-pretrain-ring8-samples.png",
     ):
-        png = tmp_path / name
+        png = quick / name
         assert png.is_file() and png.stat().st_size > 1000, name
         assert f"({name})" in text, name
 
-    summary = json.loads((tmp_path / "runs" / "quick" / "summary.json").read_text())
+    # the header records the command as typed, with repo-relative paths only
+    assert "- command: `python benchmarks/quality.py --quick`" in text
+    assert "from `runs/quality/quick`" in text
+    assert str(tmp_path) not in text and sys.executable not in text
+
+    summary = json.loads((quick / "summary.json").read_text())
     ring8 = summary["methods"]["ring8"]
     # training on the clean originals must beat training on the noisy samples as if clean
     assert ring8["oracle"][0] < ring8["noisy-only"][0], ring8

@@ -1,8 +1,8 @@
 """The run directory: its paths, the saved configuration, metrics.json, the manifest, and
 what is invalidated when an earlier stage's outputs cannot be trusted.
 
-Layout (a contract, see README): ``config.yaml``, ``metrics.json`` (an entry per finished
-stage, written last and atomically: an entry there means the stage is complete),
+Layout (a contract, see docs/run-directory.md): ``config.yaml``, ``metrics.json`` (an entry
+per finished stage, written last and atomically: an entry there means the stage is complete),
 ``manifest.json`` (sizes and checksums of each finished stage's files), ``checkpoints/stage-KK``
 and ``checkpoints/step`` (safetensors + JSON), ``denoised/E_KK/shard-*.npz``, ``samples/``,
 pictures, ``log.jsonl``.
