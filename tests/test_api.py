@@ -300,6 +300,9 @@ def test_errors_of_python_only_input(gauss_run, tmp_path):
     with pytest.raises(SfbdError, match=r"^--steps must be an integer, got True$"):
         model.sample(2, steps=True)
     assert model.sample(np.int64(3)).shape == (3, 2)
+    with pytest.raises(SfbdError, match=r"^--stage must be an integer, got '1'$"):
+        sfbd.load(gauss_run, stage="1")
+    assert sfbd.load(gauss_run, stage=np.int64(0)).stage == 0
     # no finished stage; a damaged run; a config.yaml this version cannot read
     empty = tmp_path / "empty"
     shutil.copytree(gauss_run, empty)

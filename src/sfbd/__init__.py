@@ -28,8 +28,7 @@ imports neither torch nor any submodule:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers: True)
 __version__ = "0.5.0"
 
 __all__ = ["Model", "Run", "__version__", "load", "load_config"]
@@ -48,7 +47,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs only; at run time see __getattr_
     from sfbd.run.runner import Run
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     """Import ``sfbd.load``, ``sfbd.Model``, ``sfbd.load_config`` and ``sfbd.Run`` lazily."""
     module = _LAZY.get(name)
     if module is None:

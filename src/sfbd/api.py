@@ -128,7 +128,7 @@ def load(
     raw, done = _read_run(rundir)
     if not done:
         raise SfbdError(f"{rundir} has no finished stage yet")
-    k = done[-1] if stage is None else stage
+    k = done[-1] if stage is None else _integer(stage, "--stage")
     if k not in done:
         raise SfbdError(f"stage {k} is not finished in {rundir}; finished stages: {done}")
     try:
