@@ -16,30 +16,23 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
-import yaml
 
 from sfbd import __version__
+from sfbd.api import check_n, check_steps, load, noise_model
 from sfbd.config import Config, dump_yaml, load_config, to_dict
 from sfbd.data import BUILTINS, builtin, builtin_shape, load_array, load_problem, to_data_scale
 from sfbd.data.problem import check_sample_shape, load_pretrain, uses_pretrain
-from sfbd.diffusion.batched import denoise_all, generate
 from sfbd.diffusion.sample import SAMPLERS
-from sfbd.diffusion.schedule import edm_sigmas
 from sfbd.errors import SfbdError
 from sfbd.io.atomic import save_npy
-from sfbd.io.checkpoint import load_checkpoint
 from sfbd.models import model_config, parameter_count
-from sfbd.noise import WhiteGaussian
-from sfbd.rng import stream_id
-from sfbd.run.runner import Run, plan, resolve_device, stage_stem
+from sfbd.run.runner import Run, plan, resolve_device
 from sfbd.runtime import distributed
 from sfbd.runtime.interrupt import EARLY, EXIT_INTERRUPTED, Interrupted, stop_on_signals
 
@@ -94,35 +87,6 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_run(
-    run: str, stage: int | None, device_name: str = "auto"
-) -> tuple[dict, torch.nn.Module, dict, torch.device]:
-    """(resolved config dict, EMA denoiser of the stage, its meta, device) of a run."""
-    rundir = Path(run)
-    cfg_path, metrics_path = rundir / "config.yaml", rundir / "metrics.json"
-    if not cfg_path.is_file() or not metrics_path.is_file():
-        raise SfbdError(f"{rundir} is not a run directory with a finished stage (sfbd run --out)")
-    try:
-        cfg = yaml.safe_load(cfg_path.read_text())
-        done = [s["iteration"] for s in json.loads(metrics_path.read_text())["stages"]]
-        if not isinstance(cfg, dict) or not isinstance(cfg.get("sample"), dict):
-            raise ValueError("config.yaml is not a resolved sfbd configuration")
-    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError) as exc:
-        msg = " ".join(str(exc).split()) or type(exc).__name__
-        raise SfbdError(
-            f"cannot read the run in {rundir} (config.yaml or metrics.json: {msg}); "
-            "it is damaged: rerun sfbd run on it with --force, or use another run"
-        ) from None
-    if not done:
-        raise SfbdError(f"{rundir} has no finished stage yet")
-    k = done[-1] if stage is None else stage
-    if k not in done:
-        raise SfbdError(f"stage {k} is not finished in {rundir}; finished stages: {done}")
-    device = resolve_device(device_name)  # not the run's: a GPU-trained run samples on a CPU too
-    _, ema, _, meta = load_checkpoint(stage_stem(rundir, k), device)
-    return cfg, ema.eval(), meta, device
-
-
 def _check_out(path: str) -> Path:
     out = Path(path)
     if out.suffix != ".npy":
@@ -130,59 +94,32 @@ def _check_out(path: str) -> Path:
     return out
 
 
-def _check_steps(steps: int | None) -> None:
-    if steps is not None and steps < 2:
-        raise SfbdError(f"--steps must be >= 2, got {steps}")
-
-
 def _sample(args: argparse.Namespace) -> int:
     out = _check_out(args.out)
-    if args.n < 1:
-        raise SfbdError(f"--n must be >= 1, got {args.n}")
-    _check_steps(args.steps)
-    cfg, ema, meta, device = _load_run(args.run, args.stage, args.device)
-    seed = cfg["seed"] if args.seed is None else args.seed
-    grid = edm_sigmas(args.steps or cfg["sample"]["steps"], device=device)
-    x = generate(
-        ema,
-        args.n,
-        tuple(meta["shape"]),
-        grid,
-        stream=stream_id("sample", seed),
-        batch_size=cfg["sample"]["batch_size"],
-        device=device,
-        progress=not args.quiet,
-    ).numpy()
-    save_npy(out, to_data_scale(x, meta["scale"]))
+    check_n(args.n)  # the arguments first: no checkpoint is read for a typo
+    check_steps(args.steps)
+    model = load(args.run, args.stage, args.device)
+    x = model.sample(args.n, seed=args.seed, steps=args.steps, progress=not args.quiet)
+    save_npy(out, x)
     if not args.quiet:
-        print(f"wrote {args.n} samples of shape {tuple(meta['shape'])} to {out}")
+        print(f"wrote {args.n} samples of shape {model.shape} to {out}")
     return 0
 
 
 def _denoise(args: argparse.Namespace) -> int:
     out = _check_out(args.out)
-    if not (math.isfinite(args.sigma) and args.sigma > 0):
-        raise SfbdError(f"--sigma must be a positive number (the noise std), got {args.sigma}")
-    _check_steps(args.steps)
-    y, scale = load_array(args.input, "--input")
-    cfg, ema, meta, device = _load_run(args.run, args.stage, args.device)
-    if tuple(y.shape[1:]) != tuple(meta["shape"]):
-        raise SfbdError(
-            f"--input samples have shape {tuple(y.shape[1:])} but the model was trained on "
-            f"{tuple(meta['shape'])}"
-        )
-    seed = cfg["seed"] if args.seed is None else args.seed
-    steps = args.steps or (256 if args.sampler == "sde" else cfg["sample"]["steps"])
-    x = denoise_all(
-        ema,
-        torch.as_tensor(y),
-        WhiteGaussian(args.sigma),
-        edm_sigmas(steps, device=device),
-        stream=stream_id("denoise-cli", seed),
+    noise_model(args.sigma)
+    check_steps(args.steps)
+    y, scale = load_array(args.input, "--input")  # model space; scale: the file's
+    model = load(args.run, args.stage, args.device)
+    x = model.denoise(
+        y,
+        args.sigma,
+        seed=args.seed,
         sampler=args.sampler,
-        batch_size=cfg["sample"]["batch_size"],
+        steps=args.steps,
         progress=not args.quiet,
-    ).numpy()
+    )
     save_npy(out, to_data_scale(x, scale))
     if not args.quiet:
         print(f"wrote {len(x)} denoised samples to {out}")
