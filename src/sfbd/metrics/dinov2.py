@@ -412,6 +412,7 @@ def load_dinov2(
         SfbdError: file missing and not downloadable, checksum mismatch in the cache, or a
             file that is not a DINOv2 state dict; the message names the path and the URL.
     """
+    what = ""  # why a given file's values do not compare with published ones
     if path is None:
         file = _cached_file(cache_dir, download)
         arch = {**VITL14, **VITL14_EXTRA}
@@ -427,20 +428,20 @@ def load_dinov2(
         arch = architecture_of(state, file)
         if arch != {**VITL14, **VITL14_EXTRA}:
             what = "are not ViT-L/14"
-        else:
-            what = "" if _is_published(file) else "are not the published file"
-        if what:
-            warnings.warn(
-                f"DINOv2 weights {str(file)!r} {what} (SHA-256 {DINOV2_WEIGHTS_SHA256[:12]}...): "
-                "they are used as given, but FD-DINOv2 values with them do not compare with "
-                "published ones",
-                UserWarning,
-                stacklevel=2,
-            )
+        elif not _is_published(file):
+            what = "are not the published file"
     with torch.device("meta"):
         model = DINOv2ViT(**arch)
     model = model.to_empty(device="cpu")
     _load_into(model, state, file)
+    if what:  # warned only once the file has loaded
+        warnings.warn(
+            f"DINOv2 weights {str(file)!r} {what} (SHA-256 {DINOV2_WEIGHTS_SHA256[:12]}...): "
+            "they are used as given, but FD-DINOv2 values with them do not compare with "
+            "published ones",
+            UserWarning,
+            stacklevel=2,
+        )
     model.eval()
     model.requires_grad_(False)
     return model
