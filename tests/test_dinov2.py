@@ -430,46 +430,21 @@ def test_cli_fid_with_dinov2_features(tmp_path: Path, tiny_file: Path, capsys):
     x = rng.uniform(-1, 1, (10, 3, 12, 12)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     stats = tmp_path / "ref.npz"
-    weights = ["--features", "dinov2", "--dinov2", str(tiny_file), "--device", "cpu"]
-    cmd = ["fid-stats", str(tmp_path / "ref.npy"), "--out", str(stats), "--quiet"]
-    assert main([*cmd, *weights]) == 0
-    assert (
-        main(
-            ["fid", "--input", str(tmp_path / "x.npy"), "--stats", str(stats), "--quiet", *weights]
-        )
-        == 0
-    )
+    dino = ["--features", "dinov2", "--dinov2", str(tiny_file), "--device", "cpu", "--quiet"]
+    fid = ["fid", "--input", str(tmp_path / "x.npy"), "--stats"]
+    assert main(["fid-stats", str(tmp_path / "ref.npy"), "--out", str(stats), *dino]) == 0
+    assert main([*fid, str(stats), *dino]) == 0
     printed = float(capsys.readouterr().out.strip())
     with pytest.warns(UserWarning):
         model = load_dinov2(tiny_file)
     mu, sigma = feature_stats(extract_features(model, ref_images / 127.5 - 1))
     assert printed == pytest.approx(fid_from_images(model, x, (mu, sigma)), rel=1e-3)
     # Weights for the other network, and statistics of the other width, are one-line errors.
-    assert (
-        main(
-            [
-                "fid",
-                "--input",
-                str(tmp_path / "x.npy"),
-                "--stats",
-                str(stats),
-                "--inception",
-                "w.pth",
-                "--features",
-                "dinov2",
-            ]
-        )
-        == 2
-    )
+    assert main([*fid, str(stats), "--features", "dinov2", "--inception", "w.pth"]) == 2
     assert "--inception gives the weights of --features inception" in capsys.readouterr().err
     other = tmp_path / "other.npz"
     save_stats(other, np.zeros(2048), np.eye(2048))
-    assert (
-        main(
-            ["fid", "--input", str(tmp_path / "x.npy"), "--stats", str(other), "--quiet", *weights]
-        )
-        == 2
-    )
+    assert main([*fid, str(other), *dino]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(errors) == 1  # one line (beside the warning about the test weights)
     assert "2048-d statistics, not the 128-d features of --features dinov2" in errors[0]

@@ -241,12 +241,14 @@ def _fid_stats(args: argparse.Namespace) -> int:
 
 def _fid(args: argparse.Namespace) -> int:
     from sfbd.metrics.fid import fid_from_images, load_stats
+    from sfbd.metrics.inception import FEATURE_DIM as INCEPTION_DIM
 
     ref = load_stats(args.stats)
     x = _images(args.input, None)
     device = resolve_device(args.device)
     model = _feature_network(args, device)
-    dim, want = int(ref[0].shape[0]), getattr(model, "embed_dim", 2048)  # Inception: 2048
+    dim = int(ref[0].shape[0])
+    want = model.embed_dim if args.features == "dinov2" else INCEPTION_DIM
     if dim != want:
         raise SfbdError(
             f"--stats {args.stats} holds {dim}-d statistics, not the {want}-d features of "
