@@ -111,9 +111,12 @@ class EvalConfig:
     num_samples: int = 5000  # generated samples per stage for the metrics
     swd_projections: int = 256  # random directions of the sliced Wasserstein distance
     fid: bool = False  # images: FID per stage (Inception-v3 weights: cache or download)
-    fid_samples: int = 50000  # generated images per FID
+    fid_samples: int = 50000  # generated images per FID / FD-DINOv2
     fid_stats: str | None = None  # .npz (mu, sigma) of the FID reference; default: computed
     inception: str | None = None  # path of the FID Inception weights (default: cache/download)
+    fd_dinov2: bool = False  # images: FD-DINOv2 per stage, on the same eval.fid_samples images
+    fd_dinov2_stats: str | None = None  # .npz (mu, sigma) of DINOv2 reference features
+    dinov2: str | None = None  # path of the DINOv2 ViT-L/14 weights (default: cache/download)
 
 
 @dataclass

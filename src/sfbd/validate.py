@@ -36,6 +36,8 @@ PATH_KEYS = (
     "eval.reference",
     "eval.fid_stats",
     "eval.inception",
+    "eval.fd_dinov2_stats",
+    "eval.dinov2",
 )
 
 

@@ -4,8 +4,8 @@
     sfbd demo [--out DIR]                                    # offline default run, minutes on CPU
     sfbd sample --run DIR --n N --out FILE.npy [--stage K] [--seed S]
     sfbd denoise --run DIR --input NOISY.npy --sigma TAU --out FILE.npy [--stage K] [--seed S]
-    sfbd fid-stats SOURCE --out REF.npz        # FID reference statistics of a dataset
-    sfbd fid --input IMAGES.npy --stats REF.npz # FID of images against them
+    sfbd fid-stats SOURCE --out REF.npz [--features inception|dinov2]  # reference statistics
+    sfbd fid --input IMAGES.npy --stats REF.npz [--features inception|dinov2]  # FID / FD-DINOv2
 
 Errors a user can fix print one line ``sfbd: error: ...`` and exit with status 2.
 A run stopped by SIGTERM/SIGINT saves what it needs to resume and exits with status 75.
@@ -145,34 +145,66 @@ def _status(args: argparse.Namespace) -> int:
     return 1 if status.get("problems") else 0
 
 
+def _feature_network(args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
+    """The --features network with its weights (--inception or --dinov2 file, else cache)."""
+    from sfbd.metrics.fid import load_feature_network
+
+    other = "dinov2" if args.features == "inception" else "inception"
+    if getattr(args, other) is not None:
+        raise SfbdError(
+            f"--{other} gives the weights of --features {other}, but --features is "
+            f"{args.features}; drop --{other} or pass --features {other}"
+        )
+    return load_feature_network(args.features, getattr(args, args.features)).to(device)
+
+
 def _fid_stats(args: argparse.Namespace) -> int:
     from sfbd.metrics.fid import extract_features, feature_stats, save_stats
-    from sfbd.metrics.inception import load_inception
 
     out = Path(args.out)
     if out.suffix != ".npz":
         raise SfbdError(f"--out must name a .npz file, got {args.out!r}")
     x = _images(args.source, args.root)
     device = resolve_device(args.device)
-    model = load_inception(args.inception).to(device)
+    model = _feature_network(args, device)
     feats = extract_features(model, x, device=device, progress=not args.quiet)
     mu, sigma = feature_stats(feats)
     save_stats(out, mu, sigma)
     if not args.quiet:
-        print(f"wrote FID statistics of {len(x)} images to {out}")
+        what = "FID" if args.features == "inception" else "FD-DINOv2"
+        print(f"wrote {what} statistics of {len(x)} images to {out}")
     return 0
 
 
 def _fid(args: argparse.Namespace) -> int:
     from sfbd.metrics.fid import fid_from_images, load_stats
-    from sfbd.metrics.inception import load_inception
+    from sfbd.metrics.inception import FEATURE_DIM as INCEPTION_DIM
 
     ref = load_stats(args.stats)
     x = _images(args.input, None)
     device = resolve_device(args.device)
-    model = load_inception(args.inception).to(device)
+    model = _feature_network(args, device)
+    dim = int(ref[0].shape[0])
+    want = model.embed_dim if args.features == "dinov2" else INCEPTION_DIM
+    if dim != want:
+        raise SfbdError(
+            f"--stats {args.stats} holds {dim}-d statistics, not the {want}-d features of "
+            f"--features {args.features}; make them with sfbd fid-stats --features "
+            f"{args.features}, or pass the --features they were made with"
+        )
     print(f"{fid_from_images(model, x, ref, device=device, progress=not args.quiet):.4f}")
     return 0
+
+
+def _add_feature_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--features",
+        choices=("inception", "dinov2"),
+        default="inception",
+        help="inception: FID (default); dinov2: FD-DINOv2 (DINOv2 ViT-L/14 CLS features)",
+    )
+    p.add_argument("--inception", help="Inception weights file (default: cache/download)")
+    p.add_argument("--dinov2", help="DINOv2 ViT-L/14 weights file (default: cache/download)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -250,19 +282,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.set_defaults(func=_status)
 
-    f = sub.add_parser("fid-stats", help="FID reference statistics (mu, sigma) of a dataset")
+    f = sub.add_parser(
+        "fid-stats", help="FID (or FD-DINOv2) reference statistics (mu, sigma) of a dataset"
+    )
     f.add_argument("source", help="cifar10, celeba, digits, an image folder/.zip or .npy/.npz")
     f.add_argument("--out", required=True, help="output .npz with mu and sigma")
     f.add_argument("--root", help="cifar10/celeba data location (as data.root)")
-    f.add_argument("--inception", help="Inception weights file (default: cache/download)")
+    _add_feature_args(f)
     f.add_argument("--device", default="auto")
     f.add_argument("--quiet", action="store_true")
     f.set_defaults(func=_fid_stats)
 
-    g = sub.add_parser("fid", help="FID of images (e.g. from sfbd sample) against statistics")
+    g = sub.add_parser(
+        "fid", help="FID (or FD-DINOv2) of images (e.g. from sfbd sample) against statistics"
+    )
     g.add_argument("--input", required=True, help="images: .npy/.npz (uint8 or [-1, 1]) or folder")
     g.add_argument("--stats", required=True, help="reference .npz (mu, sigma), e.g. from fid-stats")
-    g.add_argument("--inception", help="Inception weights file (default: cache/download)")
+    _add_feature_args(g)
     g.add_argument("--device", default="auto")
     g.add_argument("--quiet", action="store_true")
     g.set_defaults(func=_fid)

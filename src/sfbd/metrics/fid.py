@@ -43,13 +43,18 @@ from sfbd.io.atomic import save_npz
 from sfbd.runtime.fast import full_precision
 
 __all__ = [
+    "FEATURE_NETWORKS",
     "extract_features",
     "feature_stats",
     "fid_from_images",
     "frechet_distance",
+    "load_feature_network",
     "load_stats",
     "save_stats",
 ]
+
+#: Feature networks by name: the FID Inception-v3 (FID) and DINOv2 ViT-L/14 (FD-DINOv2).
+FEATURE_NETWORKS = ("inception", "dinov2")
 
 #: Largest tolerated imaginary part on the diagonal of ``sqrtm(S_1 S_2)`` (as pytorch-fid).
 IMAG_TOL = 1e-3
@@ -163,11 +168,12 @@ def extract_features(
     progress: bool = False,
     quantize: bool = True,
 ) -> np.ndarray:
-    """Inception pool features of images, batch by batch.
+    """Features of images (Inception pool or DINOv2 CLS), batch by batch.
 
     Args:
         model: maps float images ``(B, 3, H, W)`` in ``[-1, 1]`` to ``(B, D)`` features (e.g.
-            :func:`sfbd.metrics.inception.load_inception`); an output ``(B, D, 1, 1)`` or a
+            :func:`sfbd.metrics.inception.load_inception` or
+            :func:`sfbd.metrics.dinov2.load_dinov2`); an output ``(B, D, 1, 1)`` or a
             one-element list of such is also accepted. It is moved to ``device`` and set to
             eval mode.
         images: ``(N, C, H, W)`` with ``C`` 1 (grayscale, repeated to 3 channels) or 3, float
@@ -180,7 +186,7 @@ def extract_features(
             its uint8 files (for which this changes nothing).
 
     Returns:
-        float32 array ``(N, D)`` (``D = 2048`` for the FID Inception).
+        float32 array ``(N, D)`` (``D = 2048`` for the FID Inception, 1024 for DINOv2).
     """
     if images.ndim != 4 or images.shape[1] not in (1, 3):
         raise DataError(f"images must have shape (N, 1 or 3, H, W), got {tuple(images.shape)}")
@@ -194,7 +200,7 @@ def extract_features(
     if progress:
         from tqdm.auto import tqdm
 
-        starts = tqdm(starts, desc="Inception features", unit="batch")
+        starts = tqdm(starts, desc=f"{type(model).__name__} features", unit="batch")
     out: list[np.ndarray] = []
     lo, hi = np.inf, -np.inf
     with torch.inference_mode(), full_precision(device):  # float32 even under a bf16 caller
@@ -275,3 +281,18 @@ def fid_from_images(
     )
     mu, sigma = feature_stats(feats)
     return frechet_distance(mu, sigma, mu_ref, sigma_ref)
+
+
+def load_feature_network(kind: str, path: str | Path | None = None) -> nn.Module:
+    """The feature network ``kind`` (one of :data:`FEATURE_NETWORKS`) with its published
+    weights, from ``path`` or the download cache: :func:`sfbd.metrics.inception.load_inception`
+    for ``"inception"``, :func:`sfbd.metrics.dinov2.load_dinov2` for ``"dinov2"``."""
+    if kind == "inception":
+        from sfbd.metrics.inception import load_inception
+
+        return load_inception(path)
+    if kind == "dinov2":
+        from sfbd.metrics.dinov2 import load_dinov2
+
+        return load_dinov2(path)
+    raise ValueError(f"feature network must be one of {', '.join(FEATURE_NETWORKS)}, not {kind!r}")

@@ -34,6 +34,7 @@ OUTPUTS = (
     "log.jsonl",
     "tensorboard",
     "fid_ref.npz",
+    "fd_dinov2_ref.npz",
     "manifest.json",
 )
 STEP_CHECKPOINT = "step"  # checkpoints/step.{safetensors,json}: the latest mid-stage state

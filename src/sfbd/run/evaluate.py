@@ -1,4 +1,4 @@
-"""Per-stage evaluation: distances of generated samples to held-out data, and FID.
+"""Per-stage evaluation: distances of generated samples to held-out data, FID and FD-DINOv2.
 
 * ``swd`` and ``mmd`` compare generated samples with the reference set (flattened);
 * ``denoise_psnr`` scores E_k against the clean originals (benchmark mode);
@@ -6,11 +6,16 @@
   generated images with reference statistics: ``eval.fid_stats`` if given, else computed once
   from the reference images (the hold-out, or the whole clean source when nothing is held out,
   as FID on CIFAR-10 is conventionally computed against the 50,000 training images) and cached
-  in the run directory as ``fid_ref.npz``.
+  in the run directory as ``fid_ref.npz``;
+* ``fd_dinov2`` (images, ``eval.fd_dinov2``) is the same Fréchet distance on DINOv2 ViT-L/14
+  CLS features (:mod:`sfbd.metrics.dinov2`) of the same generated images, against
+  ``eval.fd_dinov2_stats`` or statistics of the same reference images cached as
+  ``fd_dinov2_ref.npz``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +31,7 @@ from sfbd.metrics.fid import (
     feature_stats,
     feature_sums,
     frechet_distance,
+    load_feature_network,
     load_stats,
     save_stats,
     stats_from_sums,
@@ -53,7 +59,7 @@ def distances(
 
 
 def fid_reference_images(prob: Problem) -> np.ndarray | None:
-    """The images FID compares against when no statistics file is given."""
+    """The images FID and FD-DINOv2 compare against when no statistics file is given."""
     if prob.reference is not None:
         return prob.reference
     if prob.noisy_truth is not None:
@@ -61,40 +67,71 @@ def fid_reference_images(prob: Problem) -> np.ndarray | None:
     return None
 
 
+@dataclass(frozen=True)
+class FrechetSpec:
+    """One Fréchet-distance metric: its feature network and where its settings live."""
+
+    network: str  # a name of sfbd.metrics.fid.FEATURE_NETWORKS
+    weights_key: str  # eval.<key>: path of the network's weights (None: cache/download)
+    stats_key: str  # eval.<key>: .npz reference statistics (None: computed and cached)
+    cache: str  # file in the run directory that caches computed reference statistics
+
+
+#: The per-stage Fréchet metrics, by metrics.json name (= their eval.<name> switch).
+FRECHET = {
+    "fid": FrechetSpec("inception", "inception", "fid_stats", "fid_ref.npz"),
+    "fd_dinov2": FrechetSpec("dinov2", "dinov2", "fd_dinov2_stats", "fd_dinov2_ref.npz"),
+}
+
+
+def frechet_requested(cfg: Config) -> list[str]:
+    """The Fréchet metrics switched on (``eval.fid``, ``eval.fd_dinov2``), in FRECHET order."""
+    return [name for name in FRECHET if getattr(cfg.eval, name)]
+
+
 def check_fid(cfg: Config, prob: Problem) -> None:
-    """Refuse an FID request that cannot be met, before anything runs."""
-    if not cfg.eval.fid:
-        return
-    if not prob.is_image:
-        raise ConfigError("eval.fid needs images (N, C, H, W); these samples are vectors")
-    if prob.shape[0] not in (1, 3):
-        raise ConfigError(f"eval.fid needs 1 or 3 channels, got {prob.shape[0]}")
-    if cfg.eval.fid_stats is None and fid_reference_images(prob) is None:
-        raise DataError(
-            "eval.fid in user mode needs eval.reference (clean images) or eval.fid_stats "
-            "(an .npz with mu and sigma)"
-        )
+    """Refuse an FID / FD-DINOv2 request that cannot be met, before anything runs."""
+    for name in frechet_requested(cfg):
+        key = f"eval.{name}"
+        if not prob.is_image:
+            raise ConfigError(
+                f"{key} needs images (N, C, H, W); these samples are vectors: set {key}=false"
+            )
+        if prob.shape[0] not in (1, 3):
+            raise ConfigError(f"{key} needs 1 or 3 channels, got {prob.shape[0]}")
+        stats_key = FRECHET[name].stats_key
+        if getattr(cfg.eval, stats_key) is None and fid_reference_images(prob) is None:
+            raise DataError(
+                f"{key} in user mode needs eval.reference (clean images) or eval.{stats_key} "
+                "(an .npz with mu and sigma)"
+            )
 
 
-class FID:
-    """FID of a denoiser's generated images against fixed reference statistics."""
+class FrechetMetrics:
+    """FID and/or FD-DINOv2 of a denoiser's generated images against fixed reference
+    statistics; both metrics score the same ``eval.fid_samples`` images."""
 
     def __init__(self, cfg: Config, prob: Problem, out: Path, device: torch.device) -> None:
-        from sfbd.metrics.inception import load_inception
-
         self.cfg, self.device, self.noise = cfg, device, prob.corruption
-        self.model = load_inception(cfg.eval.inception).to(device)
-        self.ref = self._reference(prob, out)
+        self.nets: dict[str, tuple[torch.nn.Module, tuple[np.ndarray, np.ndarray]]] = {}
+        for name in frechet_requested(cfg):
+            spec = FRECHET[name]
+            model = load_feature_network(spec.network, getattr(cfg.eval, spec.weights_key))
+            model = model.to(device)
+            self.nets[name] = (model, self._reference(model, spec, prob, out))
 
-    def _reference(self, prob: Problem, out: Path) -> tuple[np.ndarray, np.ndarray]:
-        if self.cfg.eval.fid_stats is not None:
-            return load_stats(self.cfg.eval.fid_stats)
-        cached = out / "fid_ref.npz"
+    def _reference(
+        self, model: torch.nn.Module, spec: FrechetSpec, prob: Problem, out: Path
+    ) -> tuple[np.ndarray, np.ndarray]:
+        given = getattr(self.cfg.eval, spec.stats_key)
+        if given is not None:
+            return load_stats(given)
+        cached = out / spec.cache
         if cached.is_file():
             return load_stats(cached)
         images = fid_reference_images(prob)
         assert images is not None  # check_fid ran first
-        feats = extract_features(self.model, images, device=self.device)
+        feats = extract_features(model, images, device=self.device)
         mu, sigma = feature_stats(feats)
         save_stats(cached, mu, sigma)
         return mu, sigma
@@ -102,11 +139,11 @@ class FID:
     @torch.no_grad()
     def __call__(
         self, denoiser: Denoiser, shape: tuple[int, ...], grid: torch.Tensor, stream: int
-    ) -> float:
-        """Generate ``eval.fid_samples`` images in batches and return their FID.
+    ) -> dict[str, float]:
+        """Generate ``eval.fid_samples`` images in batches and return each metric's value.
 
         Under torchrun every process makes its share of the batches and only the feature
-        sums (2048 + 2048² numbers) are added across processes."""
+        sums (D + D² numbers per metric) are added across processes."""
         me = distributed.info()
         batches = generate_batches(
             denoiser,
@@ -120,21 +157,33 @@ class FID:
             rank=me.rank,
             world=me.world_size,
         )
-        dim = self.ref[0].shape[0]
-        s1, s2, n = np.zeros(dim), np.zeros((dim, dim)), 0
+        sums = {}
+        for name, (_, (mu_ref, _)) in self.nets.items():
+            dim = mu_ref.shape[0]
+            sums[name] = (np.zeros(dim), np.zeros((dim, dim)), 0)
         for x in batches:
             if self.noise.transforms:  # generated in model space: map to the data's scale
                 x = torch.as_tensor(self.noise.decode(x.float().cpu().numpy()))
-            a, b, m = feature_sums(extract_features(self.model, x.clamp(-1, 1), device=self.device))
-            s1, s2, n = s1 + a, s2 + b, n + m
-        if me.distributed:
-            sums = torch.cat(
-                [torch.as_tensor(s1), torch.as_tensor(s2).reshape(-1), torch.tensor([n])]
-            )
-            sums = distributed.all_reduce_sum(sums.to(self.device)).cpu().numpy()
-            s1, s2, n = sums[:dim], sums[dim:-1].reshape(dim, dim), int(round(sums[-1]))
-        mu, sigma = stats_from_sums(s1, s2, n)
-        return frechet_distance(mu, sigma, *self.ref)
+            x = x.clamp(-1, 1)
+            for name, (model, _) in self.nets.items():
+                a, b, m = feature_sums(extract_features(model, x, device=self.device))
+                s1, s2, n = sums[name]
+                sums[name] = (s1 + a, s2 + b, n + m)
+        out = {}
+        for name, (s1, s2, n) in sums.items():
+            if me.distributed:
+                s1, s2, n = self._all_reduce(s1, s2, n)
+            mu, sigma = stats_from_sums(s1, s2, n)
+            out[name] = frechet_distance(mu, sigma, *self.nets[name][1])
+        return out
+
+    def _all_reduce(
+        self, s1: np.ndarray, s2: np.ndarray, n: int
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        dim = s1.shape[0]
+        flat = torch.cat([torch.as_tensor(s1), torch.as_tensor(s2).reshape(-1), torch.tensor([n])])
+        flat = distributed.all_reduce_sum(flat.to(self.device)).cpu().numpy()
+        return flat[:dim], flat[dim:-1].reshape(dim, dim), int(round(flat[-1]))
 
 
 def generate_eval(

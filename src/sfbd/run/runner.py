@@ -40,7 +40,13 @@ from sfbd.rng import stream_id
 from sfbd.run import state as run_state
 from sfbd.run.denoise import ShardedDenoiser, read_denoised
 from sfbd.run.directory import RunDirectory, denoised_dir, stage_stem, step_stem
-from sfbd.run.evaluate import FID, check_fid, distances, generate_eval
+from sfbd.run.evaluate import (
+    FrechetMetrics,
+    check_fid,
+    distances,
+    frechet_requested,
+    generate_eval,
+)
 from sfbd.run.pictures import run_plots, stage_picture
 from sfbd.runtime import distributed, fast, faults
 from sfbd.runtime.interrupt import NEVER, StopFlag
@@ -168,13 +174,13 @@ class Run:
             finished_stages=len(done),
         )
         self.prob = prob
-        self.fid = None
-        if self.cfg.eval.fid:  # rank 0 computes and caches the reference statistics first
+        self.frechet = None
+        if frechet_requested(self.cfg):  # rank 0 computes and caches the reference stats first
             if self.main:
-                self.fid = FID(self.cfg, prob, self.out, self.device)
+                self.frechet = FrechetMetrics(self.cfg, prob, self.out, self.device)
             distributed.barrier()
             if not self.main:
-                self.fid = FID(self.cfg, prob, self.out, self.device)
+                self.frechet = FrechetMetrics(self.cfg, prob, self.out, self.device)
         self.denoiser = ShardedDenoiser(
             self.cfg,
             prob,
@@ -250,16 +256,15 @@ class Run:
             stop=self.stop,
         )
         samples = prob.decode(samples)
-        fid = None
-        if self.fid is not None:
+        frechet = {}
+        if self.frechet is not None:
             with fast.autocast(self.device, self.fast.bf16):
-                fid = self.fid(state.ema, prob.shape, self.grid, stream_id("fid", cfg.seed))
+                frechet = self.frechet(state.ema, prob.shape, self.grid, stream_id("fid", cfg.seed))
         if not self.main:
             return None  # rank 0 evaluates, writes and records the stage
         save_npy(self.dir.samples(k), samples[:SAVED_SAMPLES])
         metrics = distances(prob, samples, denoised, cfg)
-        if fid is not None:
-            metrics["fid"] = fid
+        metrics.update(frechet)  # fid, fd_dinov2
         if loss is not None and loss == loss:  # not NaN (the analytic model has no loss)
             metrics["train_loss"] = loss
         metrics["skipped_steps"] = skipped
