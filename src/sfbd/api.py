@@ -37,7 +37,16 @@ from sfbd.diffusion.sample import SAMPLERS
 from sfbd.diffusion.schedule import edm_sigmas
 from sfbd.errors import ConfigError, DataError, SfbdError
 from sfbd.io.checkpoint import load_checkpoint
-from sfbd.noise import Corruption, WhiteGaussian
+from sfbd.noise import (
+    ColouredGaussian,
+    Corruption,
+    PerSampleGaussian,
+    WhiteGaussian,
+    from_spec,
+    read_npy,
+)
+from sfbd.noise.coloured import check_cov
+from sfbd.noise.per_sample import check_levels
 from sfbd.rng import stream_id
 from sfbd.run.directory import stage_stem
 from sfbd.run.runner import resolve_device
@@ -76,20 +85,95 @@ def check_steps(steps: Any) -> int | None:
     return steps
 
 
-def noise_model(sigma: Any) -> Corruption:
-    """The noise model of the inputs of :meth:`Model.denoise`: y = x + tau * eps, eps ~ N(0, I),
-    with tau = ``sigma`` (:class:`~sfbd.noise.white.WhiteGaussian`), in the data's scale.
+def _cov_array(noise_cov: Any) -> np.ndarray:
+    if isinstance(noise_cov, str | Path):
+        return read_npy(str(noise_cov), "--noise-cov")
+    return np.asarray(noise_cov, dtype=np.float64)
 
-    The one place that turns ``denoise``'s ``sigma`` into a noise model (the ``--sigma`` of
-    ``sfbd denoise`` too); raises the ``--sigma`` error for anything but a positive number.
+
+def _own_only(run: Corruption, flag: str) -> SfbdError:
+    return SfbdError(
+        f"this run learned its data through its noise model's transform ({run.describe()}), "
+        f"so it denoises only that noise: leave out {flag}"
+    )
+
+
+def noise_model(
+    sigma: Any = None,
+    noise_cov: Any = None,
+    *,
+    n: int | None = None,
+    run: Corruption | None = None,
+    seed: int = 0,
+) -> Corruption:
+    """The noise model of the inputs of :meth:`Model.denoise` (and of ``sfbd denoise``).
+
+    * ``sigma`` a number: white noise y = x + tau * eps (:class:`~sfbd.noise.WhiteGaussian`);
+    * ``sigma`` a sequence/array, or the path of a ``.npy``, of ``n`` levels: a level per input
+      (:class:`~sfbd.noise.PerSampleGaussian`);
+    * ``noise_cov`` a covariance (D x D, or a (C, H, W) power spectrum; array or ``.npy``
+      path): coloured noise (:class:`~sfbd.noise.ColouredGaussian`), through the run's own
+      whitening when the run whitened this covariance, else by top-up;
+    * neither: the run's own noise model ``run`` (white, coloured or photon noise).
+
+    A run trained in a transformed space (whitened or Anscombe-transformed data) denoises only
+    its own noise model. Raises :class:`~sfbd.errors.SfbdError` with ``sfbd denoise``'s
+    messages (they name its flags).
     """
-    try:
-        tau = float(sigma)
-    except (TypeError, ValueError):
-        tau = math.nan
-    if not (math.isfinite(tau) and tau > 0):
-        raise SfbdError(f"--sigma must be a positive number (the noise std), got {sigma}")
-    return WhiteGaussian(tau)
+    if sigma is not None and noise_cov is not None:
+        raise SfbdError("give --sigma (white noise) or --noise-cov (coloured noise), not both")
+    if sigma is None and noise_cov is None:
+        if run is None or isinstance(run, PerSampleGaussian):
+            raise SfbdError(
+                "give --sigma: the noise level of the inputs (a number, or a .npy of one level "
+                "per input)"
+            )
+        return run
+    transforms = run is not None and run.transforms
+    if noise_cov is not None:
+        cov = _cov_array(noise_cov)
+        if transforms:
+            assert run is not None
+            same = isinstance(run, ColouredGaussian) and run.cov.shape == cov.shape
+            if same and np.allclose(run.cov, cov, rtol=1e-6, atol=0.0):
+                return run
+            raise _own_only(run, "--noise-cov")
+        check_cov(cov, "--noise-cov")
+        return ColouredGaussian(cov, "top-up", seed)
+    if transforms:
+        assert run is not None
+        raise _own_only(run, "--sigma")
+    if isinstance(sigma, str | Path) and not str(sigma).endswith(".npy"):
+        try:
+            sigma = float(sigma)
+        except ValueError:
+            raise SfbdError(
+                f"--sigma must be a positive number (the noise std) or a .npy of per-input "
+                f"levels, got {sigma!r}"
+            ) from None
+    if isinstance(sigma, str | Path):
+        levels = read_npy(str(sigma), "--sigma")
+    elif np.ndim(sigma) > 0:
+        levels = np.asarray(sigma, dtype=np.float64)
+    else:
+        try:
+            tau = float(sigma)
+        except (TypeError, ValueError):
+            tau = math.nan
+        if not (math.isfinite(tau) and tau > 0):
+            raise SfbdError(f"--sigma must be a positive number (the noise std), got {sigma}")
+        return WhiteGaussian(tau)
+    return PerSampleGaussian(check_levels(levels, n, "--sigma"), source="--sigma")
+
+
+def run_noise(meta: dict[str, Any]) -> Corruption | None:
+    """The noise model a stage's checkpoint records (None for a run with no noisy data);
+    checkpoints of 0.5 and earlier recorded white noise's sigma (and 'noise') inline."""
+    if "noise_model" in meta:
+        return from_spec(meta["noise_model"])
+    if "sigma" in meta:
+        return from_spec({"noise": meta.get("noise", "white"), "sigma": meta["sigma"]})
+    return None
 
 
 def _read_run(rundir: Path) -> tuple[dict, list[int]]:
@@ -173,6 +257,7 @@ class Model:
         self.stage = stage
         self.shape: tuple[int, ...] = tuple(meta["shape"])
         self.scale: str = meta["scale"]
+        self.noise: Corruption | None = run_noise(meta)
         self.run_dir = run_dir
         self.device = device
 
@@ -212,16 +297,19 @@ class Model:
             device=self.device,
             progress=progress,
         ).numpy()
+        if self.noise is not None:
+            x = self.noise.decode(x)  # the model's space -> the data's (whitening, Anscombe)
         return to_data_scale(x, self.scale)
 
     def denoise(
         self,
         y: np.ndarray,
-        sigma: float,
+        sigma: float | np.ndarray | str | None = None,
         seed: int | None = None,
         sampler: str = "sde",
         steps: int | None = None,
         *,
+        noise_cov: np.ndarray | str | None = None,
         progress: bool = False,
     ) -> np.ndarray:
         """Denoise noisy samples ``y`` (N, *shape), y = x + sigma * eps: one x0 per row, in
@@ -232,20 +320,30 @@ class Model:
         a posterior sample x0 ~ p(x0 | x_tau = y) (Lu, Wu, Yu 2025, Sec. 3; default 256
         steps); 'heun' is the deterministic probability-flow map (default: the run's
         ``sample.steps``). Row i's noise depends on (seed, i) only (default seed: the run's).
+
+        The inputs' noise (see :func:`noise_model`): ``sigma`` a number (white), an array or
+        ``.npy`` path of one level per row (each row starts at its own level), or
+        ``noise_cov`` a covariance (coloured noise); neither: the run's own noise model (e.g.
+        photon noise with the run's gain, inputs as stored: y = 2 y_u - 1).
         """
         if sampler not in SAMPLERS:
             raise SfbdError(
                 f"--sampler must be one of {', '.join(SAMPLERS.names())}, got {sampler!r}"
             )
-        noise = noise_model(sigma)
         steps = check_steps(steps)
         x_in, scale = self._model_space(y)
         seed = self.config.seed if seed is None else seed
+        noise = noise_model(sigma, noise_cov, n=len(x_in), run=self.noise, seed=seed)
+        try:
+            noise.check(None, x_in)
+            z = noise.encode_noisy(x_in, np.arange(len(x_in)))  # white noise in model space
+        except DataError as exc:
+            raise SfbdError(str(exc).replace("data.noisy", "--input")) from None
         if steps is None:
             steps = SDE_STEPS if sampler == "sde" else self.config.sample.steps
         x = denoise_all(
             self.denoiser,
-            torch.as_tensor(x_in),
+            torch.as_tensor(z),
             noise,
             edm_sigmas(steps, device=self.device),
             stream=stream_id("denoise-cli", seed),  # the stream sfbd denoise has always used
@@ -253,7 +351,7 @@ class Model:
             batch_size=self.config.sample.batch_size,
             progress=progress,
         ).numpy()
-        return to_data_scale(x, scale)
+        return to_data_scale(noise.decode(x), scale)
 
     def _model_space(self, y: np.ndarray) -> tuple[np.ndarray, str]:
         """``y`` as contiguous float32 in the model space, and its scale ('uint8', 'float')."""

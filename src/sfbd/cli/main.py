@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from sfbd import __version__
 from sfbd.api import check_n, check_steps, load, noise_model
@@ -108,7 +109,8 @@ def _sample(args: argparse.Namespace) -> int:
 
 def _denoise(args: argparse.Namespace) -> int:
     out = _check_out(args.out)
-    noise_model(args.sigma)
+    if args.sigma is not None and args.noise_cov is None and not args.sigma.endswith(".npy"):
+        noise_model(args.sigma)  # the arguments first: no checkpoint is read for a typo
     check_steps(args.steps)
     y, scale = load_array(args.input, "--input")  # model space; scale: the file's
     model = load(args.run, args.stage, args.device)
@@ -117,6 +119,7 @@ def _denoise(args: argparse.Namespace) -> int:
         args.sigma,
         seed=args.seed,
         sampler=args.sampler,
+        noise_cov=args.noise_cov,
         steps=args.steps,
         progress=not args.quiet,
     )
@@ -257,7 +260,14 @@ def build_parser() -> argparse.ArgumentParser:
     n = sub.add_parser("denoise", help="posterior samples of the clean data behind noisy inputs")
     n.add_argument("--run", required=True, help="run directory")
     n.add_argument("--input", required=True, help="noisy samples (.npy/.npz)")
-    n.add_argument("--sigma", type=float, required=True, help="their noise level tau")
+    n.add_argument(
+        "--sigma",
+        help="their noise level tau, or a .npy of one level per input (default: the run's noise)",
+    )
+    n.add_argument(
+        "--noise-cov",
+        help="coloured noise: .npy covariance (D x D) or power spectrum (C, H, W)",
+    )
     n.add_argument("--out", required=True, help="output .npy, in input order")
     n.add_argument("--stage", type=int, help="stage/iteration K (default: last finished)")
     n.add_argument("--seed", type=int, help="seed (default: the run's)")

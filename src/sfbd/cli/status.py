@@ -24,6 +24,7 @@ import numpy as np
 from sfbd.config import load_config
 from sfbd.errors import SfbdError
 from sfbd.io.manifest import Manifest
+from sfbd.noise import describe_config
 from sfbd.run.runner import denoised_dir, plan, stage_stem, step_stem
 
 __all__ = ["format_status", "run_status"]
@@ -197,6 +198,7 @@ def run_status(run_dir: str | Path, *, verify: bool = False) -> dict[str, Any]:
     status: dict[str, Any] = {
         "run": str(out),
         "method": cfg.method,
+        "noise": describe_config(cfg),
         "finished": finished,
         "stages": rows,
         "steps_per_second": rate,
@@ -225,6 +227,8 @@ def _duration(seconds: float) -> str:
 def format_status(status: dict[str, Any]) -> str:
     """The status as a short human-readable table."""
     lines = [f"run {status['run']} (method {status['method']})"]
+    if status.get("noise"):
+        lines.append(f"noise: {status['noise']}")
     for r in status["stages"]:
         head = f"  stage {r['iteration']:02d} {r['name']:<10} {r['steps']:>8} steps  "
         state = r["state"]

@@ -30,6 +30,7 @@ __all__ = [
     "PerSampleGaussian",
     "PoissonGaussian",
     "WhiteGaussian",
+    "describe_config",
     "from_config",
     "from_spec",
     "read_npy",
@@ -80,3 +81,22 @@ def from_config(cfg: Config, index: np.ndarray | None = None, n: int | None = No
         return PerSampleGaussian(levels, source=d.sigma)
     assert d.sigma is not None
     return WhiteGaussian(d.sigma)
+
+
+def describe_config(cfg: Config) -> str:
+    """The noise model the ``data.*`` keys describe, in a few words (reads no file)."""
+    d = cfg.data
+    if d.noise == "poisson-gaussian":
+        assert d.gain is not None
+        return (
+            f"poisson-gaussian, gain {d.gain:g} ({1 / d.gain:.3g} photons at full scale), "
+            f"read noise {d.read_noise:g}"
+        )
+    if d.noise_cov is not None:
+        return f"coloured Gaussian, covariance {d.noise_cov}, {d.noise_method}"
+    if d.sigma_range is not None:
+        lo, hi = d.sigma_range
+        return f"white Gaussian, a level per sample, log-uniform on [{lo:g}, {hi:g}]"
+    if isinstance(d.sigma, str):
+        return f"white Gaussian, a level per sample from {d.sigma}"
+    return f"white Gaussian, sigma {d.sigma:g}"

@@ -351,7 +351,7 @@ class Run:
             "skipped": state.skipped,
             "shape": list(self.prob.shape),
             "scale": self.prob.scale,
-            **self.prob.corruption.spec(),
+            "noise_model": self.prob.corruption.spec(),  # sfbd.noise.from_spec rebuilds it
             "train_loss": None if math.isnan(loss) else loss,
             "skipped_steps": skipped,
         }
