@@ -1,6 +1,6 @@
 """Sample quality of SFBD against its baselines on data with known truth, with fixed seeds.
 
-Six sections, every run a benchmark-mode `Run` (the library's own pipeline):
+Seven sections, every run a `Run` of the library's own pipeline:
 
 1. Methods side by side (oracle, clean-only, noisy-only, SFBD and Online SFBD per iteration
    k = 0..K, at the same training steps) on ring8, checkerboard, swissroll, an 8-D Gaussian
@@ -18,6 +18,9 @@ Six sections, every run a benchmark-mode `Run` (the library's own pipeline):
 6. Pretraining on a *similar* dataset (`data.pretrain`, no clean samples) instead of a clean
    subset: SFBD with each, pretrain-only and noisy-only, per iteration, on ring8 (pretrained on
    6 of its 8 modes) and digits (pretrained on other images of only the digits 0-4).
+7. Noise models (benchmarks/noise_models.py): per-sample levels, coloured noise (whitening and
+   top-up) and photon noise against the naive white-noise guess a user would make, on data
+   with known truth, and exact fits with the analytic Gaussian model.
 
 Usage:
     python benchmarks/quality.py [--quick] [--out runs/quality] [--results FILE] [--seeds N]
@@ -52,6 +55,7 @@ from pathlib import Path
 
 import committed  # benchmarks/committed.py: where results go, the command they record
 import gaussian_steps as gs  # benchmarks/gaussian_steps.py (the script's own folder)
+import noise_models  # benchmarks/noise_models.py: section 7
 import numpy as np
 import torch
 from matplotlib.axes import Axes
@@ -98,6 +102,9 @@ class Suite:
     sigmas: tuple[float, ...]  # section 4
     gauss_seeds: int  # section 5
     pretrain_sets: tuple[str, ...]  # section 6 (each also in `datasets`: its runs are shared)
+    noise_seeds: int = 2  # section 7 a-b (benchmarks/noise_models.py)
+    photons: tuple[int, ...] = noise_models.PHOTONS  # section 7 c: photons at full scale
+    noise_gauss_samples: int = 100_000  # section 7 d: Gaussian draws
     common: dict[str, str] = field(default_factory=lambda: {"device": "cpu"})
 
 
@@ -160,6 +167,9 @@ SUITES = {
         sigmas=(0.35, 0.8),
         gauss_seeds=1,
         pretrain_sets=("ring8",),
+        noise_seeds=1,
+        photons=(30,),
+        noise_gauss_samples=20_000,
     ),
 }
 
@@ -266,7 +276,9 @@ class Runner:
         merged = {**self.common, **overrides}
         cfg = load_config(overrides=[f"{k}={v}" for k, v in merged.items()])
         h = hashlib.sha1(dump_yaml(cfg).encode())
-        for path in (cfg.data.source, cfg.data.pretrain):
+        d = cfg.data
+        named = (d.source, d.pretrain, d.noisy, d.clean, d.noise_cov, cfg.eval.reference)
+        for path in (*named, d.sigma if isinstance(d.sigma, str) else None):
             if path is not None and Path(path).is_file():
                 h.update(hashlib.sha1(Path(path).read_bytes()).digest())
         digest = h.hexdigest()[:10]
@@ -942,6 +954,17 @@ def main(argv: list[str] | None = None) -> None:
     t_pretrain, d_pretrain, pre_dirs, s_pretrain = section_pretrain(runner, suite, files, sfbd_std)
     print(t_pretrain + "\n\n" + "\n".join(s_pretrain) + "\n", flush=True)
     timed("6 pretrain", t)
+    t = time.perf_counter()
+    print("7. noise models", flush=True)
+    md_noise, d_noise = noise_models.run_section(
+        runner,
+        suite.vector,
+        suite.noise_seeds,
+        suite.photons,
+        out / "noise",
+        suite.noise_gauss_samples,
+    )
+    timed("7 noise models", t)
 
     figs = []
     swd_png = results.parent / "quality-swd.png"
@@ -960,6 +983,9 @@ def main(argv: list[str] | None = None) -> None:
     pretrain_figure(pre_png, d_pretrain)
     figs.append(("pretraining on a similar set vs a clean subset: swd vs k", pre_png.name))
     figs += pretrain_sample_figures(results.parent, files, pre_dirs)
+    photon_png = results.parent / "quality-photon.png"
+    noise_models.photon_figure(photon_png, d_noise["photon"])
+    figs.append(("photon noise: swd vs photons at full scale", photon_png.name))
     wall = time.perf_counter() - t0
 
     summary = {
@@ -987,6 +1013,7 @@ def main(argv: list[str] | None = None) -> None:
             ds: {name: [s["metrics"] for s in st] for name, st in by.items()}
             for ds, by in d_pretrain.items()
         },
+        "noise_models": d_noise,
         "section_seconds": section_s,
         "wall_seconds": wall,
         "runs_trained": len(runner.ran),
@@ -1090,6 +1117,12 @@ def main(argv: list[str] | None = None) -> None:
         t_pretrain,
         "",
         *[f"- {s}" for s in s_pretrain],
+        "",
+        "## 7. Noise models: the right model against the naive white guess",
+        "",
+        noise_models.__doc__.split("\n\n")[1].strip(),
+        "",
+        md_noise,
         "",
         "## Figures",
         "",

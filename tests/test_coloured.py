@@ -72,7 +72,11 @@ def test_whitening_and_top_up_make_the_noise_white(cov):
         assert np.allclose(np.cov(z.T), noise.tau**2 * np.eye(d), atol=0.03 * noise.tau**2)
     lam = np.linalg.eigvalsh(cov) if cov.ndim == 2 else cov.reshape(-1)
     assert ColouredGaussian(cov, "top-up").tau == pytest.approx(np.sqrt(lam.max()))
-    assert ColouredGaussian(cov).tau == pytest.approx(np.exp(0.5 * np.log(lam).mean()))
+    assert ColouredGaussian(cov).tau == pytest.approx(np.sqrt(lam.min()))
+    # c W has eigenvalues sqrt(lambda_min / lambda) <= 1: it never stretches the data
+    x = np.random.default_rng(0).normal(size=(500, *shape)).astype(np.float32)
+    z = ColouredGaussian(cov).encode(x)
+    assert np.linalg.norm(z) <= np.linalg.norm(x) * (1 + 1e-6)
 
 
 def test_whitening_white_noise_is_the_identity():

@@ -215,6 +215,12 @@ def test_quality_quick(tmp_path: Path) -> None:
         "| dataset | method (seed 0) | swd | mmd | denoise_psnr (dB) |",
         "| ring8 | sfbd, pretrained on the similar set (0 clean) k=2 |",
         "| ring8 | pretrain-only (similar set, 0 clean) |",
+        "## 7. Noise models",
+        "### a. Per-sample levels (ring8)",
+        "| SFBD, per-sample levels (data.sigma_range) |",
+        "| SFBD, whitened (data.noise_cov) |",
+        "| photons at full scale | noise rms (data scale) | Anscombe bias |",
+        "| coloured, whitened |",
     ):
         assert header in text, header
     for word in ("oracle", "clean-only", "noisy-only", "sfbd", "ring8", "gmm8", "command"):

@@ -163,7 +163,8 @@ def noise_model(
         if not (math.isfinite(tau) and tau > 0):
             raise SfbdError(f"--sigma must be a positive number (the noise std), got {sigma}")
         return WhiteGaussian(tau)
-    return PerSampleGaussian(check_levels(levels, n, "--sigma"), source="--sigma")
+    levels = check_levels(levels, n, "--sigma", ("inputs", "--input"))
+    return PerSampleGaussian(levels, source="--sigma")
 
 
 def run_noise(meta: dict[str, Any]) -> Corruption | None:

@@ -25,15 +25,21 @@ from sfbd.noise.base import NOISE_MODELS, Corruption
 from sfbd.rng import keyed_randn, stream_id
 
 
-def check_levels(levels: np.ndarray, n: int | None, what: str) -> np.ndarray:
-    """Levels as float64 (N,), refused unless 1-D, of length ``n`` (when given), finite, > 0."""
+def check_levels(
+    levels: np.ndarray,
+    n: int | None,
+    what: str,
+    rows: tuple[str, str] = ("noisy samples", "data.noisy"),
+) -> np.ndarray:
+    """Levels as float64 (N,), refused unless 1-D, of length ``n`` (when given), finite, > 0;
+    ``rows`` names what they belong to and whose order they follow, for the messages."""
     levels = np.asarray(levels, dtype=np.float64)
     if levels.ndim != 1:
         raise DataError(f"{what} must hold a 1-D array of levels, got shape {levels.shape}")
     if n is not None and len(levels) != n:
         raise DataError(
-            f"{what} holds {len(levels)} levels but there are {n} noisy samples; it needs one "
-            "level per noisy sample, in the order of data.noisy"
+            f"{what} holds {len(levels)} levels but there are {n} {rows[0]}; it needs one "
+            f"level per row, in the order of {rows[1]}"
         )
     bad = ~(np.isfinite(levels) & (levels > 0))
     if bad.any():
