@@ -168,8 +168,11 @@ def section_coloured(
             ov = {**base, "method": "sfbd", "data.noise_method": method}
             res[method].append(_final(run(f"col-s{s}-{method}", ov)[0]))
         res["naive"].append(_final(_naive_user(run, f"col-s{s}", base, rms, out)[0]))
-    names = {"naive": f"white at the same rms {rms:.3f}", "whiten": "whitened (data.noise_cov)",
-             "top-up": "top-up to white (data.noise_method: top-up)"}  # fmt: skip
+    names = {
+        "naive": f"white at the same rms {rms:.3f}",
+        "whiten": "whitened (data.noise_cov)",
+        "top-up": "top-up to white (data.noise_method: top-up)",
+    }
     return _rows_table(res, names), res
 
 
@@ -202,13 +205,40 @@ def section_photon(
         rms = float(np.std(prob.decode(prob.noisy) - prob.noisy_truth))  # what a user measures
         naive = _final(_naive_user(run, f"ph-{p}", base, rms, out)[0])
         bias, std = anscombe_error(gain)
-        data.append({"photons": p, "anscombe": sw, "naive": naive, "rms": rms, "bias": bias,
-                     "std": std, **bl})  # fmt: skip
+        data.append(
+            {
+                "photons": p,
+                "anscombe": sw,
+                "naive": naive,
+                "rms": rms,
+                "bias": bias,
+                "std": std,
+                **bl,
+            }
+        )
         c, o = bl["clean-only"], bl["oracle"]
-        rows.append([f"{p:,}", f"{rms:.3f}", f"{bias:+.3f}", f"{std:.3f}", f"{sw:.4f}",
-                     _gap(c, o, sw), f"{naive:.4f}", _gap(c, o, naive)])  # fmt: skip
-    header = ["photons at full scale", "noise rms (data scale)", "Anscombe bias", "Anscombe std",
-              "SFBD Anscombe swd", "gap closed", "naive white swd", "gap closed"]  # fmt: skip
+        rows.append(
+            [
+                f"{p:,}",
+                f"{rms:.3f}",
+                f"{bias:+.3f}",
+                f"{std:.3f}",
+                f"{sw:.4f}",
+                _gap(c, o, sw),
+                f"{naive:.4f}",
+                _gap(c, o, naive),
+            ]
+        )
+    header = [
+        "photons at full scale",
+        "noise rms (data scale)",
+        "Anscombe bias",
+        "Anscombe std",
+        "SFBD Anscombe swd",
+        "gap closed",
+        "naive white swd",
+        "gap closed",
+    ]
     head = f"clean-only swd {bl['clean-only']:.4f}, oracle {bl['oracle']:.4f} (seed 0)."
     return head + "\n\n" + _table(header, rows), {"rows": data, **bl}
 
@@ -251,13 +281,25 @@ def section_gaussian(run: Runner, out: Path, files: dict[str, Path]) -> tuple[st
     rms = float(np.sqrt(np.trace(NOISE_COV) / 2))
     data["coloured naive"] = _fit_w2(_naive_user(run, "gauss-col", col, rms, out)[1], k, None)
     rows = [
-        [f"per-sample levels, log-uniform [{lo:g}, {hi:g}]", f"{data['per-sample']:.4f}",
-         f"white at the mean level {level:.3f}", f"{data['per-sample naive']:.4f}"],
-        ["coloured, whitened", f"{data['whiten']:.4f}", f"white at the rms {rms:.3f}",
-         f"{data['coloured naive']:.4f}"],
-        ["coloured, top-up", f"{data['top-up']:.4f}", "(the same)",
-         f"{data['coloured naive']:.4f}"],
-    ]  # fmt: skip
+        [
+            f"per-sample levels, log-uniform [{lo:g}, {hi:g}]",
+            f"{data['per-sample']:.4f}",
+            f"white at the mean level {level:.3f}",
+            f"{data['per-sample naive']:.4f}",
+        ],
+        [
+            "coloured, whitened",
+            f"{data['whiten']:.4f}",
+            f"white at the rms {rms:.3f}",
+            f"{data['coloured naive']:.4f}",
+        ],
+        [
+            "coloured, top-up",
+            f"{data['top-up']:.4f}",
+            "(the same)",
+            f"{data['coloured naive']:.4f}",
+        ],
+    ]
     header = ["noise model", "W2 to the truth", "naive guess", "W2 to the truth"]
     return _table(header, rows), data
 
@@ -341,8 +383,9 @@ def main(argv: list[str] | None = None) -> None:
     suite = quality.SUITES["quick" if args.quick else "full"]
     out = Path(args.out) / ("quick" if args.quick else "full")
     scratch = out / "NOISE_MODELS.md"
-    results = committed.results_path(args.results, "benchmarks/NOISE_MODELS.md", scratch,
-                                     not args.quick)  # fmt: skip
+    results = committed.results_path(
+        args.results, "benchmarks/NOISE_MODELS.md", scratch, not args.quick
+    )
     runner = quality.Runner(out, suite.common)
     t0 = time.perf_counter()
     md, data = run_section(

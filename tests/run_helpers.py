@@ -107,3 +107,21 @@ def assert_kill_resume_identical(tmp: Path, sets: list[str], kills: list[str]) -
     assert stages(run) == stages(ref)
     got, want = run_outputs(run), run_outputs(ref)
     assert got.keys() == want.keys() and [k for k in want if got[k] != want[k]] == []
+
+
+def assert_torchrun_denoises_as_one_process(tmp: Path, sets: list[str]) -> None:
+    """With the analytic Gaussian model (the same fit on every rank), E_1 written by 2
+    torchrun processes, each backward-sampling its shards, is E_1 of one process."""
+    import numpy as np
+
+    from sfbd.config import load_config
+    from sfbd.run.denoise import read_denoised
+    from sfbd.run.runner import Run
+
+    sets = [*sets, "model.kind=gaussian", "sfbd.iterations=1", "sample.shard_size=100"]
+    done = torchrun(tmp / "ddp", sets)
+    assert done.returncode == 0, done.stderr[-3000:]
+    Run(load_config(overrides=sets), tmp / "one", progress=False).execute()
+    (i1, x1), (i2, x2) = read_denoised(tmp / "one", 1), read_denoised(tmp / "ddp", 1)
+    assert np.array_equal(i1, i2) and len(np.unique(i2)) == len(i2)  # each sample once
+    assert np.allclose(x1, x2, atol=1e-4), np.abs(x1 - x2).max()

@@ -116,8 +116,9 @@ def test_uint8_images_in_their_own_scale_as_the_cli(image_run, tmp_path):
     assert model.shape == (1, 8, 8) and model.scale == "uint8"
     s = model.sample(3, steps=4)
     assert s.dtype == np.uint8 and s.shape == (3, 1, 8, 8)
-    assert np.array_equal(s, _cli(tmp_path, ["sample", "--run", str(image_run), "--n", "3",
-                                             "--steps", "4"]))  # fmt: skip
+    assert np.array_equal(
+        s, _cli(tmp_path, ["sample", "--run", str(image_run), "--n", "3", "--steps", "4"])
+    )
     y = np.random.default_rng(1).integers(0, 256, size=(5, 1, 8, 8), dtype=np.uint8)
     np.save(tmp_path / "y.npy", y)
     x = model.denoise(y, 0.5, steps=4)
@@ -146,11 +147,26 @@ def test_defaults_are_the_commands_streams_and_schedules(gauss_run):
     assert np.array_equal(model.sample(9), want.numpy())
     y = np.random.default_rng(0).standard_normal((7, 2)).astype(np.float32)
     stream = stream_id("denoise-cli", 0)
-    want = denoise_all(model.denoiser, torch.as_tensor(y), WhiteGaussian(0.3), edm_sigmas(256),
-                       stream=stream, sampler="sde", batch_size=3, progress=False)  # fmt: skip
+    want = denoise_all(
+        model.denoiser,
+        torch.as_tensor(y),
+        WhiteGaussian(0.3),
+        edm_sigmas(256),
+        stream=stream,
+        sampler="sde",
+        batch_size=3,
+        progress=False,
+    )
     assert np.array_equal(model.denoise(y, 0.3), want.numpy())
-    want = denoise_all(model.denoiser, torch.as_tensor(y), WhiteGaussian(0.3), edm_sigmas(16),
-                       stream=stream, sampler="heun", progress=False)  # fmt: skip
+    want = denoise_all(
+        model.denoiser,
+        torch.as_tensor(y),
+        WhiteGaussian(0.3),
+        edm_sigmas(16),
+        stream=stream,
+        sampler="heun",
+        progress=False,
+    )
     assert np.array_equal(model.denoise(y, 0.3, sampler="heun"), want.numpy())
 
 
@@ -254,25 +270,48 @@ def test_errors_are_the_cli_messages(gauss_run, tmp_path, capsys):
     sample = ["sample", "--run", run, *out]
     denoise = ["denoise", "--run", run, *out, "--input", str(tmp_path / "y.npy")]
     cases = [  # (Python call, the same call on the command line, message)
-        (lambda: sfbd.load(tmp_path), ["sample", "--run", str(tmp_path), "--n", "2", *out],
-         f"{tmp_path} is not a run directory with a finished stage (sfbd run --out)"),
-        (lambda: sfbd.load(run, stage=7), [*sample, "--n", "2", "--stage", "7"],
-         f"stage 7 is not finished in {run}; finished stages: [0, 1]"),
+        (
+            lambda: sfbd.load(tmp_path),
+            ["sample", "--run", str(tmp_path), "--n", "2", *out],
+            f"{tmp_path} is not a run directory with a finished stage (sfbd run --out)",
+        ),
+        (
+            lambda: sfbd.load(run, stage=7),
+            [*sample, "--n", "2", "--stage", "7"],
+            f"stage 7 is not finished in {run}; finished stages: [0, 1]",
+        ),
         (lambda: model.sample(0), [*sample, "--n", "0"], "--n must be >= 1, got 0"),
-        (lambda: model.sample(3, steps=1), [*sample, "--n", "3", "--steps", "1"],
-         "--steps must be >= 2, got 1"),
-        (lambda: model.denoise(y, 0.3, steps=1), [*denoise, "--sigma", "0.3", "--steps", "1"],
-         "--steps must be >= 2, got 1"),
-        (lambda: model.denoise(y, 0.0), [*denoise, "--sigma", "0"],
-         "--sigma must be a positive number (the noise std), got 0.0"),
-        (lambda: model.denoise(y, -0.5), [*denoise, "--sigma", "-0.5"],
-         "--sigma must be a positive number (the noise std), got -0.5"),
-        (lambda: model.denoise(y, float("nan")), [*denoise, "--sigma", "nan"],
-         "--sigma must be a positive number (the noise std), got nan"),
-        (lambda: model.denoise(np.zeros((3, 5), np.float32), 0.3),
-         ["denoise", "--run", run, *out, "--input", str(tmp_path / "y5.npy"), "--sigma", "0.3"],
-         "--input samples have shape (5,) but the model was trained on (2,)"),
-    ]  # fmt: skip
+        (
+            lambda: model.sample(3, steps=1),
+            [*sample, "--n", "3", "--steps", "1"],
+            "--steps must be >= 2, got 1",
+        ),
+        (
+            lambda: model.denoise(y, 0.3, steps=1),
+            [*denoise, "--sigma", "0.3", "--steps", "1"],
+            "--steps must be >= 2, got 1",
+        ),
+        (
+            lambda: model.denoise(y, 0.0),
+            [*denoise, "--sigma", "0"],
+            "--sigma must be a positive number (the noise std), got 0.0",
+        ),
+        (
+            lambda: model.denoise(y, -0.5),
+            [*denoise, "--sigma", "-0.5"],
+            "--sigma must be a positive number (the noise std), got -0.5",
+        ),
+        (
+            lambda: model.denoise(y, float("nan")),
+            [*denoise, "--sigma", "nan"],
+            "--sigma must be a positive number (the noise std), got nan",
+        ),
+        (
+            lambda: model.denoise(np.zeros((3, 5), np.float32), 0.3),
+            ["denoise", "--run", run, *out, "--input", str(tmp_path / "y5.npy"), "--sigma", "0.3"],
+            "--input samples have shape (5,) but the model was trained on (2,)",
+        ),
+    ]
     for call, argv, message in cases:
         with pytest.raises(SfbdError) as info:
             call()
@@ -389,3 +428,112 @@ def test_the_python_api_page_runs(doc_run):
     # what the page says: the noisy rows are about 0.28 off the unit circle, x0 about 0.05
     assert 0.2 < ns["off_ring"] < 0.35 and ns["on_ring"] < 0.1
     assert tuple(ns["d"].shape) == (8, 2)
+
+
+# -- noise models: the run's own, per-row levels, coloured noise -----------------------------
+
+COV = np.array([[0.09, 0.03], [0.03, 0.04]])
+
+
+@pytest.fixture(scope="module")
+def whitened_run(tmp_path_factory):
+    """GAUSS_RUN under coloured noise, whitened: the model lives in the whitened space."""
+    d = tmp_path_factory.mktemp("whitened")
+    np.save(d / "cov.npy", COV)
+    sets = [*GAUSS_RUN, "data.sigma=null", f"data.noise_cov={d / 'cov.npy'}"]
+    assert main(["run", "--out", str(d / "run"), "--quiet", "--set", *sets]) == 0
+    return d
+
+
+def test_per_row_levels_from_python_and_the_cli(gauss_run, tmp_path):
+    run = str(gauss_run)
+    y = np.random.default_rng(4).standard_normal((23, 2)).astype(np.float32)
+    levels = np.geomspace(0.05, 1.5, 23)
+    np.save(tmp_path / "y.npy", y)
+    np.save(tmp_path / "lv.npy", levels)
+    model = sfbd.load(run, device="cpu")
+    x = model.denoise(y, levels)
+    cli = _cli(
+        tmp_path,
+        [
+            "denoise",
+            "--run",
+            run,
+            "--input",
+            str(tmp_path / "y.npy"),
+            "--sigma",
+            str(tmp_path / "lv.npy"),
+        ],
+    )
+    assert np.array_equal(x, cli)
+    assert np.array_equal(model.denoise(y, str(tmp_path / "lv.npy")), x)
+    # each row is what it is alone at its own level (white noise at that level)
+    for i in (0, 11, 22):
+        alone = model.denoise(y, float(levels[i]))[i]
+        assert np.allclose(x[i], alone, atol=1e-5), i
+    # the noisier a row, the further the posterior sample moves it (on average)
+    moved = np.linalg.norm(x - y, axis=1)
+    assert moved[-8:].mean() > moved[:8].mean()
+
+
+def test_a_whitened_run_samples_and_denoises_in_the_data_space(whitened_run, tmp_path):
+    from sfbd.diffusion.batched import denoise_all, generate
+    from sfbd.diffusion.schedule import edm_sigmas
+    from sfbd.noise import ColouredGaussian
+    from sfbd.rng import stream_id
+
+    run = str(whitened_run / "run")
+    model = sfbd.load(run, device="cpu")
+    assert isinstance(model.noise, ColouredGaussian) and np.allclose(model.noise.cov, COV)
+    x = model.sample(40)
+    z = generate(
+        model.denoiser,
+        40,
+        (2,),
+        edm_sigmas(16),
+        stream=stream_id("sample", 0),
+        batch_size=4096,
+        device=torch.device("cpu"),
+        progress=False,
+    ).numpy()
+    assert np.allclose(x, model.noise.decode(z), atol=1e-6)  # decoded: the data's space
+    assert not np.allclose(x, z, atol=1e-2)
+    assert np.array_equal(x, _cli(tmp_path, ["sample", "--run", run, "--n", "40"]))
+    y = np.random.default_rng(5).standard_normal((17, 2)).astype(np.float32)
+    np.save(tmp_path / "y.npy", y)
+    x0 = model.denoise(y)  # the run's own covariance, through its whitening
+    noise = ColouredGaussian(COV)
+    zin = noise.encode_noisy(y, np.arange(17))
+    want = denoise_all(
+        model.denoiser,
+        torch.as_tensor(zin),
+        noise,
+        edm_sigmas(256),
+        stream=stream_id("denoise-cli", 0),
+        sampler="sde",
+        progress=False,
+    )
+    assert np.allclose(x0, noise.decode(want.numpy()), atol=1e-5)
+    base = ["denoise", "--run", run, "--input", str(tmp_path / "y.npy")]
+    assert np.array_equal(x0, _cli(tmp_path, base))
+    assert np.array_equal(x0, _cli(tmp_path, [*base, "--noise-cov", str(whitened_run / "cov.npy")]))
+    with pytest.raises(SfbdError, match="denoises only that noise: leave out --sigma"):
+        model.denoise(y, 0.3)
+    with pytest.raises(SfbdError, match="leave out --noise-cov"):
+        model.denoise(y, noise_cov=2 * COV)
+
+
+def test_coloured_inputs_to_a_white_run_are_topped_up(gauss_run):
+    from sfbd.noise import ColouredGaussian
+
+    model = sfbd.load(str(gauss_run), device="cpu")
+    y = np.random.default_rng(6).standard_normal((15, 2)).astype(np.float32)
+    noise = api.noise_model(noise_cov=COV, run=model.noise, seed=0)
+    assert isinstance(noise, ColouredGaussian) and noise.method == "top-up"
+    x = model.denoise(y, noise_cov=COV)
+    topped = noise.encode_noisy(y, np.arange(15))  # white at sqrt(lambda_max)
+    assert np.array_equal(x, model.denoise(topped, float(np.sqrt(np.linalg.eigvalsh(COV).max()))))
+    with pytest.raises(SfbdError, match="not both"):
+        model.denoise(y, 0.3, noise_cov=COV)
+    with pytest.raises(DataError, match="--noise-cov is not symmetric"):
+        model.denoise(y, noise_cov=np.array([[1.0, 0.5], [0.1, 1.0]]))

@@ -8,7 +8,11 @@ import warnings
 
 import numpy as np
 import pytest
-from run_helpers import RING8_STAGED, assert_kill_resume_identical
+from run_helpers import (
+    RING8_STAGED,
+    assert_kill_resume_identical,
+    assert_torchrun_denoises_as_one_process,
+)
 
 from sfbd.config import load_config
 from sfbd.data import load_problem
@@ -169,3 +173,9 @@ def test_killed_and_resumed_bit_identical(tmp_path):
     np.save(tmp_path / "cov.npy", NOISE * 0.5)
     sets = [*RING8_STAGED, "data.sigma=null", f"data.noise_cov={tmp_path / 'cov.npy'}"]
     assert_kill_resume_identical(tmp_path, sets, ["denoise.shard:2", "train.step:25"])
+
+
+def test_torchrun_shards_denoise_as_one_process(tmp_path):
+    np.save(tmp_path / "cov.npy", NOISE * 0.5)
+    sets = [*RING8_STAGED, "data.sigma=null", f"data.noise_cov={tmp_path / 'cov.npy'}"]
+    assert_torchrun_denoises_as_one_process(tmp_path, sets)

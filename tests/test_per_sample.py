@@ -7,7 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from run_helpers import RING8_STAGED, assert_kill_resume_identical
+from run_helpers import (
+    RING8_STAGED,
+    assert_kill_resume_identical,
+    assert_torchrun_denoises_as_one_process,
+)
 
 from sfbd.config import load_config
 from sfbd.data import load_problem
@@ -106,8 +110,9 @@ def test_sde_rows_draw_the_exact_posterior():
         # level, as white noise's does (tests/test_contracts.py); mean and shape are exact
         got = torch.cov(part.T)
         assert torch.allclose(got, cov.reshape(2, 2), rtol=0.15, atol=1e-3), (tau, got, cov)
-        white = backward_sample(prior, y0[:n], tau, grid, keys=torch.arange(n), stream=1,
-                                sampler="sde")  # fmt: skip
+        white = backward_sample(
+            prior, y0[:n], tau, grid, keys=torch.arange(n), stream=1, sampler="sde"
+        )
         assert torch.allclose(part, white, atol=1e-6)  # each group is white noise at its level
 
 
@@ -159,7 +164,7 @@ def test_benchmark_levels_follow_the_noisy_samples():
             "data.num_samples=500",
             "data.sigma=null",
             "data.sigma_range=[0.05, 0.8]",
-        ]  # fmt: skip
+        ]
     )
     prob = load_problem(cfg)
     lv = prob.corruption.sigma
@@ -207,3 +212,8 @@ def test_sfbd_converges_with_mixed_levels_and_one_mean_level_does_not(tmp_path):
 def test_killed_and_resumed_bit_identical(tmp_path):
     sets = [*RING8_STAGED, "data.sigma=null", "data.sigma_range=[0.1, 0.6]"]
     assert_kill_resume_identical(tmp_path, sets, ["denoise.shard:3", "train.step:12"])
+
+
+def test_torchrun_shards_keep_each_samples_level(tmp_path):
+    sets = [*RING8_STAGED, "data.sigma=null", "data.sigma_range=[0.05, 1.0]"]
+    assert_torchrun_denoises_as_one_process(tmp_path, sets)

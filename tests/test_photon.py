@@ -89,8 +89,9 @@ def test_bad_input_gets_one_line_errors(tmp_path):
     np.save(tmp_path / "noisy.npy", np.zeros((4, 2), np.float32))
     np.save(tmp_path / "clean.npy", np.full((3, 2), -2.0, np.float32))
     user = [f"data.noisy={tmp_path / 'noisy.npy'}", f"data.clean={tmp_path / 'clean.npy'}"]
-    cfg = load_config(overrides=[*user, "data.sigma=null", "data.noise=poisson-gaussian",
-                                 "data.gain=0.1"])  # fmt: skip
+    cfg = load_config(
+        overrides=[*user, "data.sigma=null", "data.noise=poisson-gaussian", "data.gain=0.1"]
+    )
     with pytest.raises(DataError, match="data.clean has negative intensities"):
         load_problem(cfg)
 
@@ -103,7 +104,7 @@ def test_benchmark_problem_lives_in_the_anscombe_domain():
             "data.noise=poisson-gaussian",
             "data.gain=0.02",
             "data.read_noise=0.01",
-        ]  # fmt: skip
+        ]
     )
     prob = load_problem(cfg)
     noise = prob.corruption
