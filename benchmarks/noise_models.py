@@ -352,6 +352,15 @@ def run_section(
     return "\n".join(md), data
 
 
+SUMMARY = (
+    "Each noise model corrupts a benchmark problem; SFBD then runs with the right noise model "
+    "and, in user mode on the very same noisy file, as a user who pretends the noise is white "
+    "would run it: one level equal to the mean level (per-sample levels), or the same overall "
+    "std (coloured and photon noise). Clean-only (the clean subset alone) and the oracle "
+    "(every clean original) do not depend on the noise. Gap closed = (swd clean-only − swd) / "
+    "(swd clean-only − swd oracle), from the seed means: 1 = as good as the oracle, 0 = no "
+    "better than clean-only."
+)
 INTRO = {
     "a": f"Each noisy sample's level is log-uniform on {list(SIGMA_RANGE)} "
     "(`data.sigma: null`, `data.sigma_range`); the naive guess runs SFBD on the same noisy "
@@ -403,7 +412,7 @@ def main(argv: list[str] | None = None) -> None:
         f"- wall time: {wall:.0f} s ({len(runner.ran)} runs trained, {runner.reused} reused)",
         "- vector settings: " + ", ".join(f"{k}={v}" for k, v in suite.vector.items()),
         "",
-        __doc__.split("\n\n")[1].strip(),
+        SUMMARY,
         "",
     ]
     results.parent.mkdir(parents=True, exist_ok=True)

@@ -1120,7 +1120,7 @@ def main(argv: list[str] | None = None) -> None:
         "",
         "## 7. Noise models: the right model against the naive white guess",
         "",
-        noise_models.__doc__.split("\n\n")[1].strip(),
+        noise_models.SUMMARY,
         "",
         md_noise,
         "",

@@ -46,6 +46,7 @@ def test_finished_run_reports_every_stage_with_its_metrics(finished, capsys):
     assert 0 <= st["last_write_seconds_ago"] < 3600
     text = format_status(st)
     assert "stage 02 update" in text and "finished" in text
+    assert st["noise"] == "white Gaussian, sigma 0.35" and "noise: white Gaussian" in text
     assert f"swd {recorded[2]['metrics']['swd']:.4g}" in text
 
     assert main(["status", "--run", str(finished), "--json", "--verify"]) == 0
@@ -116,3 +117,21 @@ def test_training_rate_counts_only_the_latest_process():
     assert _rate(first + after[:1], since=3599.0) is None  # one record: no rate yet
     rewound = [(0.0, 5), (1.0, 10), (2.0, 15), (3.0, 10), (4.0, 20)]  # resumed from step 7
     assert _rate(rewound) == 10.0
+
+
+@pytest.mark.parametrize(
+    ("sets", "noise"),
+    [
+        (["data.sigma=null", "data.sigma_range=[0.1, 0.5]"], "a level per sample, log-uniform"),
+        (["data.sigma=null", "data.noise=poisson-gaussian", "data.gain=0.02"], "poisson-gaussian"),
+        (["data.sigma=null", "data.noise_cov=c.npy", "data.noise_method=top-up"], "top-up"),
+    ],
+)
+def test_status_names_the_noise_model(tmp_path, sets, noise):
+    from sfbd.config import dump_yaml, load_config
+
+    (tmp_path / "c.npy").write_bytes(b"")  # the status reads the config, not the file
+    cfg = load_config(overrides=["data.source=ring8", *sets])
+    (tmp_path / "config.yaml").write_text(dump_yaml(cfg))
+    st = run_status(tmp_path)
+    assert noise in st["noise"] and st["noise"] in format_status(st)
