@@ -15,8 +15,12 @@ import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sfbd.errors import SfbdError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 _CHUNK = 1 << 20
 _NAMES = {"md5": "MD5", "sha256": "SHA-256"}
@@ -96,3 +100,55 @@ def download_verified(
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def read_state_dict(path: Path, what: str) -> dict:
+    """A ``torch.save``d state dict of tensors (``{'state_dict': ...}`` unwrapped), read with
+    ``weights_only=True``; a one-line :class:`SfbdError` naming ``what`` (e.g. 'Inception
+    weights') for a file that cannot be read or holds anything else."""
+    from collections.abc import Mapping
+
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # unpickling errors come in many types
+        raise SfbdError(f"cannot read {what} from {path} ({one_line(e)})") from e
+    if isinstance(state, Mapping) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in state.values()
+    ):
+        raise SfbdError(f"{path} does not hold a state dict of tensors")
+    return dict(state)
+
+
+def load_strictly(
+    model: nn.Module, state: dict, path: Path, what: str, skip: str | None = None
+) -> None:
+    """``model.load_state_dict(state)`` with every key and shape checked first: one line
+    saying ``path`` is not ``what`` and naming the missing, unexpected and misshapen keys.
+    Keys ending in ``skip`` (e.g. BatchNorm's 'num_batches_tracked') are optional."""
+
+    def keep(k: str) -> bool:
+        return skip is None or not k.endswith(skip)
+
+    expected = {k: v.shape for k, v in model.state_dict().items() if keep(k)}
+    given = {k: v for k, v in state.items() if keep(k)}
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
+    wrong = sorted(
+        f"{k} {tuple(given[k].shape)} != {tuple(s)}"
+        for k, s in expected.items()
+        if k in given and given[k].shape != s
+    )
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing (e.g. {missing[0]})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+    if wrong:
+        problems.append(f"{len(wrong)} with wrong shape (e.g. {wrong[0]})")
+    if problems:
+        raise SfbdError(f"{path} is not {what}: keys " + "; ".join(problems))
+    model.load_state_dict(given, strict=skip is None)

@@ -64,7 +64,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from sfbd.errors import SfbdError
-from sfbd.io.cache import default_cache_dir, download_verified, file_digest, one_line
+from sfbd.io.cache import (
+    default_cache_dir,
+    download_verified,
+    file_digest,
+    load_strictly,
+    read_state_dict,
+)
 
 __all__ = [
     "DINOV2_WEIGHTS_BYTES",
@@ -288,20 +294,6 @@ class DINOv2ViT(nn.Module):
 # ----------------------------------------------------------------------------- weights
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # unpickling errors come in many types
-        raise SfbdError(f"cannot read DINOv2 weights from {path} ({one_line(e)})") from e
-    if isinstance(state, Mapping) and "state_dict" in state:
-        state = state["state_dict"]
-    if not isinstance(state, Mapping) or not all(
-        isinstance(v, torch.Tensor) for v in state.values()
-    ):
-        raise SfbdError(f"{path} does not hold a state dict of tensors")
-    return dict(state)
-
-
 def architecture_of(state: Mapping[str, torch.Tensor], path: Path) -> dict[str, int]:
     """Constructor arguments of :class:`DINOv2ViT` read off a state dict's shapes (heads:
     width / 64, as in every DINOv2); a file without the DINOv2 layout is refused."""
@@ -328,31 +320,6 @@ def architecture_of(state: Mapping[str, torch.Tensor], path: Path) -> dict[str, 
         "mlp_hidden": int(state["blocks.0.mlp.fc1.weight"].shape[0]),
         "native_grid": grid,
     }
-
-
-def _load_into(model: DINOv2ViT, state: Mapping[str, torch.Tensor], path: Path) -> None:
-    """``load_state_dict(strict=True)``, with one line naming what does not fit."""
-    expected = {k: v.shape for k, v in model.state_dict().items()}
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(
-        f"{k} {tuple(state[k].shape)} != {tuple(s)}"
-        for k, s in expected.items()
-        if k in state and state[k].shape != s
-    )
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing (e.g. {missing[0]})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-    if wrong:
-        problems.append(f"{len(wrong)} with wrong shape (e.g. {wrong[0]})")
-    if problems:
-        raise SfbdError(
-            f"{path} is not a DINOv2 ViT-L/14 backbone state dict ({DINOV2_WEIGHTS_FILENAME}): "
-            "keys " + "; ".join(problems)
-        )
-    model.load_state_dict(state, strict=True)
 
 
 def _is_published(file: Path) -> bool:
@@ -416,7 +383,7 @@ def load_dinov2(
     if path is None:
         file = _cached_file(cache_dir, download)
         arch = {**VITL14, **VITL14_EXTRA}
-        state = _read_state_dict(file)
+        state = read_state_dict(file, "DINOv2 weights")
     else:
         file = Path(path).expanduser()
         if not file.is_file():
@@ -424,7 +391,7 @@ def load_dinov2(
                 f"DINOv2 weights not found at {file} (eval.dinov2); download "
                 f"{DINOV2_WEIGHTS_URL} and put it there, or leave eval.dinov2 unset"
             )
-        state = _read_state_dict(file)
+        state = read_state_dict(file, "DINOv2 weights")
         arch = architecture_of(state, file)
         if arch != {**VITL14, **VITL14_EXTRA}:
             what = "are not ViT-L/14"
@@ -433,7 +400,8 @@ def load_dinov2(
     with torch.device("meta"):
         model = DINOv2ViT(**arch)
     model = model.to_empty(device="cpu")
-    _load_into(model, state, file)
+    what_file = f"a DINOv2 ViT-L/14 backbone state dict ({DINOV2_WEIGHTS_FILENAME})"
+    load_strictly(model, state, file, what_file)
     if what:  # warned only once the file has loaded
         warnings.warn(
             f"DINOv2 weights {str(file)!r} {what} (SHA-256 {DINOV2_WEIGHTS_SHA256[:12]}...): "

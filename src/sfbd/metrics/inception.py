@@ -41,7 +41,6 @@ References
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -49,7 +48,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from sfbd.errors import SfbdError
-from sfbd.io.cache import default_cache_dir, download_verified, file_digest, one_line
+from sfbd.io.cache import (
+    default_cache_dir,
+    download_verified,
+    file_digest,
+    load_strictly,
+    read_state_dict,
+)
 
 __all__ = [
     "FEATURE_DIM",
@@ -307,46 +312,6 @@ class FIDInceptionV3(nn.Module):
 # ----------------------------------------------------------------------------- weights
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # unpickling errors come in many types
-        raise SfbdError(f"cannot read Inception weights from {path} ({one_line(e)})") from e
-    if isinstance(state, Mapping) and "state_dict" in state:
-        state = state["state_dict"]
-    if not isinstance(state, Mapping) or not all(
-        isinstance(v, torch.Tensor) for v in state.values()
-    ):
-        raise SfbdError(f"{path} does not hold a state dict of tensors")
-    return dict(state)
-
-
-def _load_into(model: FIDInceptionV3, state: dict[str, torch.Tensor], path: Path) -> None:
-    """Strictly load ``state`` (BatchNorm ``num_batches_tracked`` counters are optional)."""
-    skip = "num_batches_tracked"
-    expected = {k: v.shape for k, v in model.state_dict().items() if not k.endswith(skip)}
-    given = {k: v for k, v in state.items() if not k.endswith(skip)}
-    missing = sorted(set(expected) - set(given))
-    unexpected = sorted(set(given) - set(expected))
-    wrong = sorted(
-        f"{k} {tuple(given[k].shape)} != {tuple(s)}"
-        for k, s in expected.items()
-        if k in given and given[k].shape != s
-    )
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing (e.g. {missing[0]})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-    if wrong:
-        problems.append(f"{len(wrong)} with wrong shape (e.g. {wrong[0]})")
-    if problems:
-        raise SfbdError(
-            f"{path} is not an FID Inception-v3 state dict: keys " + "; ".join(problems)
-        )
-    model.load_state_dict(given, strict=False)
-
-
 def load_inception(
     path: str | Path | None = None,
     *,
@@ -411,7 +376,13 @@ def load_inception(
                 f"{url} and put it at {file}"
             )
     model = FIDInceptionV3()
-    _load_into(model, _read_state_dict(file), file)
+    load_strictly(
+        model,
+        read_state_dict(file, "Inception weights"),
+        file,
+        "an FID Inception-v3 state dict",
+        skip="num_batches_tracked",
+    )
     model.eval()
     model.requires_grad_(False)
     return model

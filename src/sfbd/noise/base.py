@@ -30,6 +30,8 @@ import numpy as np
 import torch
 
 from sfbd.diffusion.precond import Denoiser
+from sfbd.diffusion.sample import backward_sample, evaluations
+from sfbd.diffusion.schedule import truncate_sigmas
 from sfbd.registry import Registry
 
 
@@ -98,6 +100,34 @@ class Corruption(ABC):
     @abstractmethod
     def example(cls, shape: tuple[int, ...], n: int) -> Corruption:
         """A typical instance for n noisy samples of ``shape``: what the contract tests run."""
+
+
+class WhiteInModelSpace(Corruption):
+    """A noise model whose model-space noise is white at one level :attr:`tau`: backward
+    sampling is the reverse diffusion from x(tau) = y, the schedule truncated at tau (white
+    noise itself, whitened or topped-up coloured noise, Anscombe-transformed photon noise)."""
+
+    @property
+    @abstractmethod
+    def tau(self) -> float:
+        """The white noise level in model space."""
+
+    def backward(
+        self,
+        denoiser: Denoiser,
+        y: torch.Tensor,
+        keys: torch.Tensor,
+        grid: torch.Tensor,
+        *,
+        sampler: str,
+        stream: int,
+    ) -> torch.Tensor:
+        return backward_sample(
+            denoiser, y, self.tau, grid, keys=keys, stream=stream, sampler=sampler
+        )
+
+    def evaluations(self, sampler: str, grid: torch.Tensor, index: np.ndarray) -> int:
+        return len(index) * evaluations(sampler, truncate_sigmas(grid, self.tau))
 
 
 NOISE_MODELS: Registry[type[Corruption]] = Registry("noise model")

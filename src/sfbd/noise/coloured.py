@@ -33,11 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from sfbd.diffusion.precond import Denoiser
-from sfbd.diffusion.sample import backward_sample, evaluations
-from sfbd.diffusion.schedule import truncate_sigmas
 from sfbd.errors import DataError
-from sfbd.noise.base import NOISE_MODELS, Corruption
+from sfbd.noise.base import NOISE_MODELS, WhiteInModelSpace
 from sfbd.rng import keyed_randn, stream_id
 
 METHODS = ("whiten", "top-up")
@@ -86,7 +83,7 @@ def check_cov(cov: np.ndarray, what: str = "data.noise_cov") -> np.ndarray:
 
 
 @NOISE_MODELS.register("coloured")
-class ColouredGaussian(Corruption):
+class ColouredGaussian(WhiteInModelSpace):
     """Gaussian noise of covariance ``cov`` (see the module docstring), reduced to white noise
     by ``method`` ('whiten' or 'top-up'); ``seed`` keys top-up's extra noise."""
 
@@ -185,23 +182,6 @@ class ColouredGaussian(Corruption):
         for arr in (clean, noisy):
             if arr is not None and len(arr):
                 self.apply(arr[:1], np.sqrt)  # raises on a shape mismatch
-
-    def backward(
-        self,
-        denoiser: Denoiser,
-        y: torch.Tensor,
-        keys: torch.Tensor,
-        grid: torch.Tensor,
-        *,
-        sampler: str,
-        stream: int,
-    ) -> torch.Tensor:
-        return backward_sample(
-            denoiser, y, self.tau, grid, keys=keys, stream=stream, sampler=sampler
-        )
-
-    def evaluations(self, sampler: str, grid: torch.Tensor, index: np.ndarray) -> int:
-        return len(index) * evaluations(sampler, truncate_sigmas(grid, self.tau))
 
     def spec(self) -> dict[str, Any]:
         return {

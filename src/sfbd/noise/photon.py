@@ -28,16 +28,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from sfbd.diffusion.precond import Denoiser
-from sfbd.diffusion.sample import backward_sample, evaluations
-from sfbd.diffusion.schedule import truncate_sigmas
 from sfbd.errors import DataError
-from sfbd.noise.base import NOISE_MODELS, Corruption
+from sfbd.noise.base import NOISE_MODELS, WhiteInModelSpace
 from sfbd.rng import keyed_randn, stream_id
 
 
 @NOISE_MODELS.register("poisson-gaussian")
-class PoissonGaussian(Corruption):
+class PoissonGaussian(WhiteInModelSpace):
     """Poisson noise of gain ``gain`` (alpha) plus Gaussian read noise ``read_noise`` (sigma_r),
     both in intensity units u in [0, 1] (see the module docstring)."""
 
@@ -115,23 +112,6 @@ class PoissonGaussian(Corruption):
                 f"[-1, 1] scale; min {float(clean.min()):.3g}); poisson-gaussian noise "
                 "needs intensities u = (x + 1) / 2 >= 0"
             )
-
-    def backward(
-        self,
-        denoiser: Denoiser,
-        y: torch.Tensor,
-        keys: torch.Tensor,
-        grid: torch.Tensor,
-        *,
-        sampler: str,
-        stream: int,
-    ) -> torch.Tensor:
-        return backward_sample(
-            denoiser, y, self.tau, grid, keys=keys, stream=stream, sampler=sampler
-        )
-
-    def evaluations(self, sampler: str, grid: torch.Tensor, index: np.ndarray) -> int:
-        return len(index) * evaluations(sampler, truncate_sigmas(grid, self.tau))
 
     def spec(self) -> dict[str, Any]:
         return {"noise": self.name, "gain": self.gain, "read_noise": self.read_noise}

@@ -14,15 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from sfbd.diffusion.precond import Denoiser
-from sfbd.diffusion.sample import backward_sample, evaluations
-from sfbd.diffusion.schedule import truncate_sigmas
-from sfbd.noise.base import NOISE_MODELS, Corruption
+from sfbd.noise.base import NOISE_MODELS, WhiteInModelSpace
 from sfbd.rng import keyed_randn, stream_id
 
 
 @NOISE_MODELS.register("white")
-class WhiteGaussian(Corruption):
+class WhiteGaussian(WhiteInModelSpace):
     """Additive white Gaussian noise of standard deviation ``sigma`` (tau), in the data scale."""
 
     name = "white"
@@ -32,6 +29,10 @@ class WhiteGaussian(Corruption):
             raise ValueError(f"the noise level must be a positive number, got {sigma}")
         self.sigma = float(sigma)
 
+    @property
+    def tau(self) -> float:
+        return self.sigma
+
     def corrupt(self, x: np.ndarray, index: np.ndarray, noise_seed: int) -> np.ndarray:
         """x + tau * eps_i, eps_i a function of (noise_seed, index[i]) only."""
         eps = keyed_randn(
@@ -40,23 +41,6 @@ class WhiteGaussian(Corruption):
             stream=stream_id("data-noise", noise_seed),
         ).numpy()
         return (x + self.sigma * eps).astype(np.float32)
-
-    def backward(
-        self,
-        denoiser: Denoiser,
-        y: torch.Tensor,
-        keys: torch.Tensor,
-        grid: torch.Tensor,
-        *,
-        sampler: str,
-        stream: int,
-    ) -> torch.Tensor:
-        return backward_sample(
-            denoiser, y, self.sigma, grid, keys=keys, stream=stream, sampler=sampler
-        )
-
-    def evaluations(self, sampler: str, grid: torch.Tensor, index: np.ndarray) -> int:
-        return len(index) * evaluations(sampler, truncate_sigmas(grid, self.sigma))
 
     def spec(self) -> dict[str, Any]:
         return {"noise": self.name, "sigma": self.sigma}
