@@ -32,8 +32,8 @@ benchmarks/RESULTS.md, and --quick or --seeds N writes OUT/quick/RESULTS.md (OUT
 --seeds), so a smoke run never overwrites the committed numbers (benchmarks/committed.py).
 Rerunning reuses finished runs (a run directory is named by a hash of its settings and of its
 data files, and `Run.execute()` returns a finished run's metrics at once). On 2 CPU cores
-(2026-12-01, Online SFBD included): --quick 102 s; the full suite 1,599 s (113 runs trained,
-12 reused), of which section 1 took 1,229 s.
+(2026-12-01, 0.6.0): the full suite 2,355 s (142 runs trained, 18 reused), of which section 1
+took 1,499 s and section 7 418 s; --quick took 102 s before section 7 was added.
 Digits use a fixed random 2/3 of scikit-learn's 1,797 images (the other third is where the
 similar pretraining set of section 6 comes from, so it shares no image with the problem) and,
 to fit three seeds, 200 + 3 x 70 training steps and 32 sampler steps.
