@@ -12,6 +12,7 @@ from run_helpers import (
     RING8_STAGED,
     assert_kill_resume_identical,
     assert_torchrun_denoises_as_one_process,
+    user_mode_round_trip,
 )
 
 from sfbd.config import load_config
@@ -179,3 +180,9 @@ def test_torchrun_shards_denoise_as_one_process(tmp_path):
     np.save(tmp_path / "cov.npy", NOISE * 0.5)
     sets = [*RING8_STAGED, "data.sigma=null", f"data.noise_cov={tmp_path / 'cov.npy'}"]
     assert_torchrun_denoises_as_one_process(tmp_path, sets)
+
+
+def test_user_mode_run_sample_and_denoise(tmp_path):
+    np.save(tmp_path / "cov.npy", NOISE * 0.5)
+    sets = ["data.sigma=null", f"data.noise_cov={tmp_path / 'cov.npy'}"]
+    user_mode_round_trip(tmp_path, sets, sets, [])  # denoise: the run's own covariance

@@ -11,6 +11,7 @@ from run_helpers import (
     RING8_STAGED,
     assert_kill_resume_identical,
     assert_torchrun_denoises_as_one_process,
+    user_mode_round_trip,
 )
 
 from sfbd.config import load_config
@@ -217,3 +218,11 @@ def test_killed_and_resumed_bit_identical(tmp_path):
 def test_torchrun_shards_keep_each_samples_level(tmp_path):
     sets = [*RING8_STAGED, "data.sigma=null", "data.sigma_range=[0.05, 1.0]"]
     assert_torchrun_denoises_as_one_process(tmp_path, sets)
+
+
+def test_user_mode_run_sample_and_denoise(tmp_path):
+    bench = ["data.sigma=null", "data.sigma_range=[0.1, 0.6]"]
+    cfg = load_config(overrides=["data.source=ring8", "data.num_samples=800", *bench])
+    levels = tmp_path / "levels.npy"
+    np.save(levels, load_problem(cfg).corruption.sigma)  # the levels as a user's file
+    user_mode_round_trip(tmp_path, bench, [f"data.sigma={levels}"], ["--sigma", str(levels)])

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from run_helpers import RING8_STAGED, assert_kill_resume_identical
+from run_helpers import RING8_STAGED, assert_kill_resume_identical, user_mode_round_trip
 
 from sfbd.config import load_config
 from sfbd.data import load_problem
@@ -128,3 +128,11 @@ def test_killed_and_resumed_bit_identical(tmp_path):
     sets += [f"data.source={tmp_path / 'src.npy'}", "data.sigma=null"]
     sets += ["data.noise=poisson-gaussian", "data.gain=0.02", "data.read_noise=0.01"]
     assert_kill_resume_identical(tmp_path, sets, ["denoise.shard:4", "train.step:33"])
+
+
+def test_user_mode_run_sample_and_denoise(tmp_path):
+    src = tmp_path / "unit.npy"  # ring8 inside [-1, 1]: intensities >= 0
+    x = np.random.default_rng(1).normal([0.2, -0.3], 0.25, (800, 2))
+    np.save(src, np.clip(x, -1, 1).astype(np.float32))
+    sets = ["data.sigma=null", "data.noise=poisson-gaussian", "data.gain=0.02"]
+    user_mode_round_trip(tmp_path, [f"data.source={src}", *sets], sets, [])
