@@ -335,11 +335,8 @@ class Model:
         x_in, scale = self._model_space(y)
         seed = self.config.seed if seed is None else seed
         noise = noise_model(sigma, noise_cov, n=len(x_in), run=self.noise, seed=seed)
-        try:
-            noise.check(None, x_in)
-            z = noise.encode_noisy(x_in, np.arange(len(x_in)))  # white noise in model space
-        except DataError as exc:
-            raise SfbdError(str(exc).replace("data.noisy", "--input")) from None
+        noise.check(None, x_in, ("data.clean", "--input"))
+        z = noise.encode_noisy(x_in, np.arange(len(x_in)))  # white noise in model space
         if steps is None:
             steps = SDE_STEPS if sampler == "sde" else self.config.sample.steps
         x = denoise_all(

@@ -82,12 +82,7 @@ def in_model_space(
     """Clean and noisy samples checked against the noise model, then mapped to its model space
     (:meth:`Corruption.encode`, :meth:`Corruption.encode_noisy`; the identity for white and
     per-sample noise); ``what`` names them for messages."""
-    try:
-        noise.check(clean, noisy)
-    except DataError as exc:
-        raise DataError(
-            str(exc).replace("data.clean", what[0]).replace("data.noisy", what[1])
-        ) from None
+    noise.check(clean, noisy, what)
     z_noisy = noise.encode_noisy(noisy, np.arange(len(noisy))) if len(noisy) else noisy
     return (noise.encode(clean) if len(clean) else clean), z_noisy
 

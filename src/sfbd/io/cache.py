@@ -152,3 +152,36 @@ def load_strictly(
     if problems:
         raise SfbdError(f"{path} is not {what}: keys " + "; ".join(problems))
     model.load_state_dict(given, strict=skip is None)
+
+
+def cached_verified(
+    cache_dir: str | Path | None,
+    filename: str,
+    url: str,
+    sha256: str,
+    what: str,
+    *,
+    download: bool,
+    hint: str = "",
+) -> Path:
+    """The cached copy of a published file (``cache_dir``, default :func:`default_cache_dir`):
+    refused unless its SHA-256 is ``sha256``; fetched once from ``url`` (and verified) when
+    missing and ``download``, else a one-line error saying where to put it. ``what`` names the
+    file in messages; ``hint`` is appended to the mismatch message (e.g. where a user's own
+    copy goes)."""
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    file = folder / filename
+    if file.is_file():
+        digest = file_digest(file, "sha256")
+        if digest != sha256:
+            raise SfbdError(
+                f"{file} has SHA-256 {digest}, expected {sha256}; delete it and download {url} "
+                f"again{hint}"
+            )
+    elif download:
+        download_verified(url, file, algorithm="sha256", digest=sha256, what=what)
+    else:
+        raise SfbdError(
+            f"{what} not found at {file} and download=False; download {url} and put it at {file}"
+        )
+    return file

@@ -65,8 +65,7 @@ from torch import nn
 
 from sfbd.errors import SfbdError
 from sfbd.io.cache import (
-    default_cache_dir,
-    download_verified,
+    cached_verified,
     file_digest,
     load_strictly,
     read_state_dict,
@@ -329,29 +328,6 @@ def _is_published(file: Path) -> bool:
     )
 
 
-def _cached_file(cache_dir: str | Path | None, download: bool) -> Path:
-    url = DINOV2_WEIGHTS_URL  # read at call time so tests can point it elsewhere
-    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    file = folder / DINOV2_WEIGHTS_FILENAME
-    if file.is_file():
-        digest = file_digest(file, "sha256")
-        if digest != DINOV2_WEIGHTS_SHA256:
-            raise SfbdError(
-                f"{file} has SHA-256 {digest}, expected {DINOV2_WEIGHTS_SHA256}; delete it "
-                f"and download {url} again (or give your copy in eval.dinov2)"
-            )
-    elif download:
-        download_verified(
-            url, file, algorithm="sha256", digest=DINOV2_WEIGHTS_SHA256, what="DINOv2 weights"
-        )
-    else:
-        raise SfbdError(
-            f"DINOv2 weights not found at {file} and download=False; download {url} and put "
-            f"it at {file}"
-        )
-    return file
-
-
 def load_dinov2(
     path: str | Path | None = None,
     *,
@@ -381,7 +357,15 @@ def load_dinov2(
     """
     what = ""  # why a given file's values do not compare with published ones
     if path is None:
-        file = _cached_file(cache_dir, download)
+        file = cached_verified(
+            cache_dir,
+            DINOV2_WEIGHTS_FILENAME,
+            DINOV2_WEIGHTS_URL,  # read at call time so tests can point it elsewhere
+            DINOV2_WEIGHTS_SHA256,
+            "DINOv2 weights",
+            download=download,
+            hint=" (or give your copy in eval.dinov2)",
+        )
         arch = {**VITL14, **VITL14_EXTRA}
         state = read_state_dict(file, "DINOv2 weights")
     else:

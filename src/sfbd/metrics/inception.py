@@ -49,8 +49,8 @@ from torch import nn
 
 from sfbd.errors import SfbdError
 from sfbd.io.cache import (
+    cached_verified,
     default_cache_dir,
-    download_verified,
     file_digest,
     load_strictly,
     read_state_dict,
@@ -353,28 +353,14 @@ def load_inception(
                 stacklevel=2,
             )
     else:
-        folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-        file = folder / FID_WEIGHTS_FILENAME
-        if file.is_file():
-            digest = file_digest(file, "sha256")
-            if digest != FID_WEIGHTS_SHA256:
-                raise SfbdError(
-                    f"{file} has SHA-256 {digest}, expected {FID_WEIGHTS_SHA256}; delete it "
-                    f"and download {url} again"
-                )
-        elif download:
-            download_verified(
-                url,
-                file,
-                algorithm="sha256",
-                digest=FID_WEIGHTS_SHA256,
-                what="FID Inception weights",
-            )
-        else:
-            raise SfbdError(
-                f"FID Inception weights not found at {file} and download=False; download "
-                f"{url} and put it at {file}"
-            )
+        file = cached_verified(
+            cache_dir,
+            FID_WEIGHTS_FILENAME,
+            url,
+            FID_WEIGHTS_SHA256,
+            "FID Inception weights",
+            download=download,
+        )
     model = FIDInceptionV3()
     load_strictly(
         model,

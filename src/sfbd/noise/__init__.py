@@ -71,8 +71,7 @@ def from_config(cfg: Config, index: np.ndarray | None = None, n: int | None = No
             read_npy(d.noise_cov, "data.noise_cov"), d.noise_method, d.noise_seed
         )
     if d.sigma_range is not None:
-        if index is None:
-            raise DataError("data.sigma_range draws levels in benchmark mode (data.source) only")
+        assert index is not None, "validate() allows data.sigma_range in benchmark mode only"
         lo, hi = d.sigma_range
         levels = log_uniform_levels(index, lo, hi, d.noise_seed)
         return PerSampleGaussian(levels, source=f"sigma_range [{lo:g}, {hi:g}]")

@@ -62,8 +62,14 @@ class Corruption(ABC):
         """Model-space samples (N, *) -> the data's scale (default: the identity)."""
         return z
 
-    def check(self, clean: np.ndarray | None, noisy: np.ndarray | None) -> None:  # noqa: B027
-        """Raise :class:`~sfbd.errors.DataError` for data this model cannot describe."""
+    def check(  # noqa: B027
+        self,
+        clean: np.ndarray | None,
+        noisy: np.ndarray | None,
+        keys: tuple[str, str] = ("data.clean", "data.noisy"),
+    ) -> None:
+        """Raise :class:`~sfbd.errors.DataError` for data this model cannot describe; ``keys``
+        name the clean and noisy samples in its message (config keys or flags)."""
 
     @abstractmethod
     def backward(

@@ -178,7 +178,12 @@ class ColouredGaussian(WhiteInModelSpace):
             return np.asarray(z, dtype=np.float32)
         return self.apply(z, lambda lam: np.sqrt(lam) / self.scale)
 
-    def check(self, clean: np.ndarray | None, noisy: np.ndarray | None) -> None:
+    def check(
+        self,
+        clean: np.ndarray | None,
+        noisy: np.ndarray | None,
+        keys: tuple[str, str] = ("data.clean", "data.noisy"),
+    ) -> None:
         for arr in (clean, noisy):
             if arr is not None and len(arr):
                 self.apply(arr[:1], np.sqrt)  # raises on a shape mismatch

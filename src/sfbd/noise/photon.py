@@ -105,10 +105,15 @@ class PoissonGaussian(WhiteInModelSpace):
         w = (np.asarray(z, dtype=np.float64) + 1.0) * (self._f1 - self._f0) / 2.0 + self._f0
         return (2.0 * self.inverse_anscombe(w) - 1.0).astype(np.float32)
 
-    def check(self, clean: np.ndarray | None, noisy: np.ndarray | None) -> None:
+    def check(
+        self,
+        clean: np.ndarray | None,
+        noisy: np.ndarray | None,
+        keys: tuple[str, str] = ("data.clean", "data.noisy"),
+    ) -> None:
         if clean is not None and len(clean) and float(clean.min()) < -1.0 - 1e-6:
             raise DataError(
-                "data.clean has negative intensities (values below -1, the zero of the "
+                f"{keys[0]} has negative intensities (values below -1, the zero of the "
                 f"[-1, 1] scale; min {float(clean.min()):.3g}); poisson-gaussian noise "
                 "needs intensities u = (x + 1) / 2 >= 0"
             )
