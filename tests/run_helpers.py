@@ -110,9 +110,10 @@ def assert_kill_resume_identical(tmp: Path, sets: list[str], kills: list[str]) -
 
 
 def assert_torchrun_denoises_as_one_process(tmp: Path, sets: list[str]) -> None:
-    """E_1 written by 2 torchrun processes, each backward-sampling its own shards, is what one
-    process computes from the same run's stage-0 weights: every noisy sample exactly once, at
-    its own row of the noise model (levels, whitening)."""
+    """A tiny ring8 run with the noise keys ``sets`` (no step checkpoints, as in
+    tests/test_online.py's torchrun test). E_1 written by 2 torchrun processes, each
+    backward-sampling its own shards, is what one process computes from the same run's
+    stage-0 weights: every noisy sample exactly once, at its own row of the noise model."""
     import numpy as np
     import torch
 
@@ -125,7 +126,9 @@ def assert_torchrun_denoises_as_one_process(tmp: Path, sets: list[str]) -> None:
     from sfbd.run.denoise import read_denoised
     from sfbd.run.directory import stage_stem
 
-    sets = [*sets, "sfbd.iterations=1", "sample.shard_size=100"]
+    sets = [*RING8_TINY, "train.pretrain_steps=40", "train.update_steps=30", *sets]
+    sets += ["train.batch_size=64", "sfbd.iterations=1", "eval.num_samples=200", "device=cpu"]
+    sets += ["sample.steps=16", "sample.sampler=sde", "sample.shard_size=100"]
     done = torchrun(tmp / "ddp", sets)
     assert done.returncode == 0, done.stderr[-3000:]
     cfg = load_config(overrides=sets)
