@@ -12,11 +12,12 @@ only, not the file-backed or memory-mapped pages a run may read its data through
 * ``images`` (benchmark mode): ``data.source`` a uint8 .npy of shape (N, 3, 32, 32) (smooth
   random colour blobs), ``data.sigma=0.2``, 2% clean, 10% held out; a small U-Net.
 
-Each run is tiny (SFBD, one iteration, 20 + 20 training steps, an 8-step schedule, 256
-evaluation samples, device cpu), so memory is dominated by what a run holds of its data. One
-process runs ``python -m sfbd run ...``, whose own RssAnon is measured; two or more run it under
-``torchrun --standalone --nproc_per_node=P``, and the peak of each worker process (each child of
-the launcher) is measured. A run's row reports the largest peak over its workers. Every run has
+Each run is tiny (SFBD, one iteration, 20 + 20 training steps, the sde sampler on a 4-step
+schedule: 2 network evaluations per denoised sample, 256 evaluation samples, device cpu), so
+what grows with N is what a run holds of its data. One process runs ``python -m sfbd run ...``,
+whose own RssAnon is measured; two or more run it under ``torchrun --standalone
+--nproc_per_node=P``, and the peak of each worker process (each child of the launcher) is
+measured. A run's row reports the largest peak over its workers. Every run has
 ``OMP_NUM_THREADS=1`` and ``SFBD_CACHE=WORK/cache``; by default (``--cache warm``) one untimed,
 unmeasured warm-up run per dataset fills that cache first, so the measured runs read the caches
 and do not build them (``--cache cold``: each measured run starts from an empty cache).
@@ -27,8 +28,8 @@ data_bytes = N x 3072 x 4 (the noisy set as float32): PASS below 15%. The exit s
 any verdict is FAIL (unless --no-check), 2 if a run fails. Linux only (it reads /proc).
 
 Usage:
-    PYTHONPATH=src python benchmarks/memory.py                        # N 4k..100k, 1 and 2 procs
-    PYTHONPATH=src python benchmarks/memory.py --quick                # N 1000 and 4000
+    python benchmarks/memory.py                        # N 4,000 to 100,000; 1 and 2 processes
+    python benchmarks/memory.py --quick                # N 1,000 and 4,000
     ... [--sizes 4000,16000] [--kinds vectors,images] [--procs 1,2] [--work DIR] [--keep]
         [--cache warm|cold] [--timeout S] [--no-check] [--json-out FILE]
         [--write [--results FILE]]
@@ -89,7 +90,8 @@ COMMON = [
     "train.lr_warmup=0",
     "train.log_every=10",
     "train.checkpoint_every=0",
-    "sample.steps=8",
+    "sample.sampler=sde",
+    "sample.steps=4",  # below tau = 0.2: levels 0.2, 0.002, 0: 2 evaluations per sample
     "sample.batch_size=256",
     "sample.shard_size=2048",
     "eval.num_samples=256",
@@ -99,7 +101,7 @@ MODELS = {
     "vectors": ["model.kind=mlp", "model.hidden=64", "model.layers=1"],
     "images": [
         "model.kind=unet",
-        "model.channels=8",
+        "model.channels=4",
         "model.channel_mult=[1]",
         "model.blocks_per_level=1",
     ],
@@ -520,11 +522,18 @@ def plot(rows: list[dict], path: Path) -> None:
         pts = sorted(
             (r["n"], r["rss_anon_mib"]) for r in rows if (r["kind"], r["procs"]) == (kind, procs)
         )
+        style = "-o" if procs == 1 else "--s"  # processes: line style; kinds: colours
+        colour = f"C{KINDS.index(kind)}"
         label = f"{kind}, {procs} process{'es' if procs > 1 else ''}"
-        ax.plot(*zip(*pts, strict=True), marker="o", label=label)
+        ax.plot(*zip(*pts, strict=True), style, color=colour, label=label)
     ns = sorted({r["n"] for r in rows})
-    ax.plot(ns, [data_bytes(n) / MIB for n in ns], "k--", lw=1, label="data bytes (N x 3072 x 4)")
+    ax.plot(
+        ns, [data_bytes(n) / MIB for n in ns], ":", color="k", label="data bytes (N x 3072 x 4)"
+    )
     ax.set_xscale("log")
+    ax.set_xticks(ns, [f"{n:,}" for n in ns])
+    ax.minorticks_off()
+    ax.set_ylim(bottom=0)
     ax.set_xlabel("N (samples)")
     ax.set_ylabel("peak RssAnon per process (MiB)")
     ax.set_title("sfbd run: peak private memory vs dataset size")
