@@ -136,7 +136,7 @@ def assert_torchrun_denoises_as_one_process(tmp: Path, sets: list[str]) -> None:
     ema = load_checkpoint(stage_stem(tmp / "ddp", 0))[1].eval()
     want = denoise_all(
         ema,
-        torch.as_tensor(prob.noisy),
+        torch.as_tensor(np.asarray(prob.noisy)),
         prob.corruption,
         edm_sigmas(cfg.sample.steps),
         stream=stream_id("denoise", cfg.seed, 1),

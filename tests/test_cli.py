@@ -433,3 +433,23 @@ def test_set_names_the_expected_form(capsys, tmp_path):
     err = _error(capsys, ["run", *out, "--set", "data.sigma=0.5", "configs/ring8.yaml"], "got")
     assert "configuration file is the positional argument" in err
     assert "sfbd run configs/ring8.yaml --out DIR" in err
+
+
+def test_cache_lists_and_clears_the_converted_inputs(capsys, tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((4, 4, 3), 40 * i, np.uint8)).save(folder / f"{i}.png")
+    from sfbd.data import load_array
+
+    load_array(folder, cache_dir=tmp_path / "c")
+    assert main(["cache", "--dir", str(tmp_path / "c")]) == 0
+    out = capsys.readouterr().out
+    assert "images-" in out and "1 cache(s)" in out
+    assert main(["cache", "--dir", str(tmp_path / "c"), "--clear"]) == 0
+    assert "cleared" in capsys.readouterr().out
+    assert not list((tmp_path / "c").glob("*.npy"))
+    assert main(["cache", "--dir", str(tmp_path / "c")]) == 0
+    assert "0 cache(s), 0.0 MiB" in capsys.readouterr().out

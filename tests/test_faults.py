@@ -127,3 +127,57 @@ def test_in_process_resume_matches_subprocess_reference(reference, tmp_path):
         torch.set_num_threads(threads)
     assert metrics(tmp_path / "r") == metrics(reference)
     assert outputs(tmp_path / "r") == outputs(reference)
+
+
+def test_torchrun_on_a_memory_mapped_dataset_resumes_bit_identically_after_sigkill(tmp_path):
+    # a .npy source (memory-mapped), its noisy set stored once in DIR/data by rank 0: killed
+    # while writing that set, in a denoised shard and mid-training, then rerun to the end,
+    # the 2-process run ends as an uninterrupted 2-process run
+    import json
+
+    from run_helpers import run_outputs, torchrun
+
+    from sfbd.data import builtin
+
+    x, _ = builtin("ring8", 1000)
+    np.save(tmp_path / "ring8.npy", x)
+    sets = [s for s in SETS if not s.startswith(("data.source", "train.checkpoint_every"))]
+    sets += [f"data.source={tmp_path / 'ring8.npy'}", "sfbd.iterations=1"]
+    ref = torchrun(tmp_path / "ref", sets)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    assert isinstance(np.load(tmp_path / "ref/data/noisy.npy", mmap_mode="r"), np.memmap)
+    run = tmp_path / "run"
+    for fault in ("data.write:1", "denoise.shard:2", "train.step:12"):
+        died = _torchrun_with_fault(run, sets, fault)
+        assert died.returncode != 0, (fault, died.stderr[-2000:])
+        if fault == "data.write:1":  # killed mid-write: no noisy set, only a temporary file
+            assert not (run / "data/noisy.npy").exists()
+    done = torchrun(run, sets)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not list((run / "data").glob(".*.tmp"))
+
+    def stages(out: Path) -> list[dict]:
+        entries = json.loads((out / "metrics.json").read_text())["stages"]
+        return [{k: v for k, v in s.items() if k != "seconds"} for s in entries]
+
+    assert stages(run) == stages(tmp_path / "ref")
+    got, want = run_outputs(run), run_outputs(tmp_path / "ref")
+    assert got.keys() == want.keys() and [k for k in want if got[k] != want[k]] == []
+    assert (run / "data/noisy.npy").read_bytes() == (tmp_path / "ref/data/noisy.npy").read_bytes()
+
+
+def _torchrun_with_fault(out: Path, sets: list[str], fault: str):
+    """run_helpers.torchrun with SFBD_FAULT passed to the workers."""
+    import subprocess
+    import sys
+
+    from ddp_helpers import free_port
+    from run_helpers import SRC, cli_env
+
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
+    cmd = [*launcher, f"--master_port={free_port()}", "-m", "sfbd", "run", "--out", str(out)]
+    cmd.append("--quiet")
+    for s in sets:
+        cmd += ["--set", s]
+    full = {**cli_env(fault), "PYTHONPATH": SRC}
+    return subprocess.run(cmd, env=full, capture_output=True, text=True, timeout=600)

@@ -198,18 +198,25 @@ def test_pretraining_on_a_similar_set_without_a_clean_subset(tmp_path):
     assert all(np.isfinite(s["metrics"]["swd"]) for s in stages)
 
 
-def test_not_enough_disk_for_the_denoised_set_is_refused_before_denoising(tmp_path, monkeypatch):
+def test_not_enough_disk_for_the_denoised_sets_is_refused_before_any_work(tmp_path, monkeypatch):
     import shutil
 
     usage = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(
-        "sfbd.run.denoise.shutil.disk_usage", lambda p: usage._replace(free=10 * 2**20)
-    )
-    run = Run(load_config(overrides=TINY), tmp_path / "d", progress=False)
-    with pytest.raises(SfbdError, match=r"not enough disk space for the denoised set .* 0.01 GiB"):
+    monkeypatch.setattr("sfbd.io.disk.shutil.disk_usage", lambda p: usage._replace(free=10 * 2**20))
+    cfg = load_config(overrides=TINY)
+    run = Run(cfg, tmp_path / "d", progress=False)
+    # every E_k and the benchmark's noisy set, float32
+    need = (cfg.sfbd.iterations + 1) * int(len(load_problem(cfg).noisy)) * 2 * 4
+    with pytest.raises(
+        SfbdError,
+        match=r"not enough disk space for the rest of this run \(the denoised sets E_k and the "
+        rf"stored noisy set\) in "
+        rf".*: {need:,} bytes .* needed, 10,485,760 bytes \(0.01 GiB\) free",
+    ):
         run.execute()
-    assert len(run.metrics()) == 1  # pretraining finished; nothing of E_1 was written
+    assert run.metrics() == []  # refused before pretraining
     assert not list((tmp_path / "d").glob("denoised/*/*.npz"))
+    assert not (tmp_path / "d" / "checkpoints").exists()
 
 
 def _denoise_worker(rank, world, out, ckpt):

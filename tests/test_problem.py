@@ -155,3 +155,51 @@ def test_a_one_sample_holdout_is_refused():
     msg = _data_error(cfg)
     assert msg.startswith("data.holdout 0.1 of 10 samples holds out 1 sample")
     assert "raise data.holdout, or set it to 0" in msg
+
+
+def test_the_benchmark_noisy_set_is_stored_once_memory_mapped_and_rebuilt_when_damaged(tmp_path):
+    from sfbd.data.problem import store_problem
+    from sfbd.io.arrays import Samples
+
+    cfg = _cfg("data.sigma=0.3")
+    lazy = load_problem(cfg)
+    assert isinstance(lazy.noisy, Samples) and lazy.noisy.computed  # corrupted when read
+    want = np.asarray(lazy.noisy)
+    whole = corrupt(np.asarray(lazy.noisy_truth), _noisy_index(cfg), 0.3, 0)
+    assert np.array_equal(want, whole)  # chunked, keyed noise: the whole-array corruption
+    folder = tmp_path / "data"
+    stored = store_problem(lazy, cfg, folder, write=True)
+    assert isinstance(stored.noisy, np.memmap) and np.array_equal(stored.noisy, want)
+    stamp = (folder / "noisy.npy").stat().st_mtime_ns
+    store_problem(lazy, cfg, folder, write=True)
+    assert (folder / "noisy.npy").stat().st_mtime_ns == stamp  # reused, not rewritten
+    # truncated, or made under another noise seed: rebuilt
+    data = (folder / "noisy.npy").read_bytes()
+    (folder / "noisy.npy").write_bytes(data[: len(data) // 2])
+    assert np.array_equal(store_problem(lazy, cfg, folder, write=True).noisy, want)
+    other = _cfg("data.sigma=0.3", "data.noise_seed=1")
+    again = store_problem(load_problem(other), other, folder, write=True)
+    assert not np.array_equal(again.noisy, want)
+    assert np.array_equal(again.noisy, np.asarray(load_problem(other).noisy))
+
+
+def _noisy_index(cfg):
+    """The source indices of the noisy samples, as split_benchmark draws them."""
+    d = cfg.data
+    perm = np.random.default_rng([d.noise_seed, 7]).permutation(d.num_samples)
+    train = perm[int(round(d.holdout * d.num_samples)) :]
+    return np.sort(train[int(round(d.clean_fraction * len(train))) :])
+
+
+def test_a_user_npy_is_used_in_place_and_a_float64_one_converted_per_read(tmp_path):
+    x = np.random.default_rng(0).standard_normal((500, 3))
+    np.save(tmp_path / "n32.npy", x.astype(np.float32))
+    np.save(tmp_path / "n64.npy", x)
+    np.save(tmp_path / "c.npy", x[:20].astype(np.float32))
+    for name in ("n32", "n64"):
+        cfg = load_config(
+            overrides=[f"data.noisy={tmp_path / name}.npy", f"data.clean={tmp_path}/c.npy"]
+        )
+        p = load_problem(cfg)
+        assert np.array_equal(np.asarray(p.noisy), x.astype(np.float32))
+        assert isinstance(p.noisy, np.memmap) == (name == "n32")

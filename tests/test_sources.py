@@ -61,7 +61,7 @@ def test_uint8_images_scaled_and_back(tmp_path):
     np.save(tmp_path / "u.npy", img)
     x, scale = load_array(tmp_path / "u.npy")
     assert scale == "uint8"
-    assert np.allclose(x.ravel(), [-1.0, 128 / 127.5 - 1, 1.0], atol=1e-6)
+    assert np.allclose(np.asarray(x).ravel(), [-1.0, 128 / 127.5 - 1, 1.0], atol=1e-6)
     assert np.array_equal(to_data_scale(x, scale), img)
 
 

@@ -53,20 +53,22 @@ def _xy(points: np.ndarray, name: str, max_points: int) -> np.ndarray:
     """``(n, 2)`` float array: first two columns of ``points``, at most ``max_points`` rows.
 
     Rows beyond ``max_points`` are subsampled without replacement with a fixed seed, so the same
-    input always gives the same picture.
+    input always gives the same picture. Only the rows drawn are read, so ``points`` may be a
+    memory-mapped array or a lazy sample view (:mod:`sfbd.io.arrays`).
     """
-    arr = np.asarray(points, dtype=np.float64)
-    if arr.ndim != 2 or arr.shape[1] < 2:
+    if not hasattr(points, "shape"):
+        points = np.asarray(points)
+    shape = tuple(points.shape)
+    if len(shape) != 2 or shape[1] < 2:
         raise ValueError(
-            f"{name} must have shape (N, 2) (or (N, D>2): first two used), got {arr.shape}"
+            f"{name} must have shape (N, 2) (or (N, D>2): first two used), got {shape}"
         )
-    arr = arr[:, :2]
     if max_points < 1:
         raise ValueError(f"max_points must be >= 1, got {max_points}")
-    if arr.shape[0] > max_points:
-        idx = np.sort(np.random.default_rng(0).choice(arr.shape[0], max_points, replace=False))
-        arr = arr[idx]
-    return arr
+    if shape[0] > max_points:
+        idx = np.sort(np.random.default_rng(0).choice(shape[0], max_points, replace=False))
+        points = points[idx]
+    return np.asarray(points, dtype=np.float64)[:, :2]
 
 
 def _auto_lim(arrays: Sequence[np.ndarray]) -> float:

@@ -35,6 +35,9 @@ class DataConfig:
     pretrain: str | None = None
     root: str | None = None  # cifar10: tarball or folder (default: cache, download); celeba: folder
     image_size: int = 64  # celeba: side of the center-cropped, resized images
+    # converted-input caches (image folders/zips, cifar10, celeba, compressed .npz) as .npy;
+    # null: $SFBD_CACHE/data, else ~/.cache/sfbd/data
+    cache_dir: str | None = None
 
 
 @dataclass
@@ -79,6 +82,7 @@ class SampleConfig:
     steps: int = 64  # steps of the full EDM schedule; the part below tau is what runs
     batch_size: int = 4096  # samples per sampler batch
     shard_size: int = 16384  # denoised samples per shard file (the unit of resume and of DDP)
+    denoised_dtype: str = "float32"  # E_k shards on disk: float32 | float16 (half the disk)
 
 
 @dataclass

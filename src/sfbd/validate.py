@@ -197,6 +197,10 @@ def validate(cfg: Config) -> None:
     mb = cfg.train.micro_batch
     _check(mb is None or mb >= 1, "train.micro_batch must be >= 1 or null")
     _check(cfg.sample.shard_size >= 1, "sample.shard_size must be >= 1")
+    _check(
+        cfg.sample.denoised_dtype in ("float32", "float16"),
+        f"sample.denoised_dtype must be float32 or float16, got {cfg.sample.denoised_dtype!r}",
+    )
     _check(cfg.data.image_size >= 1, "data.image_size must be >= 1")
     _check(cfg.eval.fid_samples >= 2, "eval.fid_samples must be >= 2")
     t = cfg.train

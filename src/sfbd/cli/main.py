@@ -199,6 +199,23 @@ def _fid(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cache(args: argparse.Namespace) -> int:
+    """List the converted-input caches (sizes, total), or delete them with --clear."""
+    from sfbd.data import cache
+
+    root = cache.cache_root(args.dir)
+    if args.clear:
+        freed = cache.clear(args.dir)
+        print(f"cleared {root}: {freed / 2**20:.1f} MiB freed")
+        return 0
+    found = cache.entries(args.dir)
+    for path, size in found:
+        print(f"{size / 2**20:10.1f} MiB  {path.name}")
+    total = sum(size for _, size in found)
+    print(f"{len(found)} cache(s), {total / 2**20:.1f} MiB in {root}")
+    return 0
+
+
 def _add_feature_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--features",
@@ -312,6 +329,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="auto")
     g.add_argument("--quiet", action="store_true")
     g.set_defaults(func=_fid)
+
+    c = sub.add_parser(
+        "cache", help="list (or --clear) the converted-input caches (image folders, CIFAR-10, ...)"
+    )
+    c.add_argument("--dir", help="the cache folder (default: as data.cache_dir's default)")
+    c.add_argument("--clear", action="store_true", help="delete every cache in it")
+    c.set_defaults(func=_cache)
     return p
 
 

@@ -10,19 +10,29 @@
 In both modes ``data.pretrain`` may add clean samples of a *similar* distribution (a builtin
 name or a path): stage 0 and the clean-only baseline train on them together with the clean
 set, SFBD's updates on E_k together with the clean set only.
+
+No array is held whole: every field is a sample array (:mod:`sfbd.io.arrays`) over the
+memory-mapped inputs. Arrays computed from them (the benchmark's noisy set, keyed noise and
+all; model-space transforms) are views that compute their rows when read, until a run calls
+:func:`store_problem`, which writes them once to ``DIR/data/`` and memory-maps them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sfbd.data import cache
 from sfbd.data.sources import BUILTINS, builtin, load_array
 from sfbd.errors import DataError
+from sfbd.io.arrays import SampleArray, Samples, computed, open_npy
 from sfbd.methods import METHODS
 from sfbd.noise import Corruption, WhiteGaussian, from_config
+from sfbd.noise.base import Corruption as _Base
 
 if TYPE_CHECKING:
     from sfbd.schema import Config
@@ -38,13 +48,13 @@ class Problem:
     which :meth:`decode` maps model-space samples back to.
     """
 
-    clean: np.ndarray  # (M, *) clean samples, in the noise model's model space
-    noisy: np.ndarray  # (N, *) noisy samples, in model space (corruption.encode_noisy)
+    clean: SampleArray  # (M, *) clean samples, in the noise model's model space
+    noisy: SampleArray  # (N, *) noisy samples, in model space (corruption.encode_noisy)
     corruption: Corruption  # their noise model
-    reference: np.ndarray | None = None  # held-out clean samples for metrics (data space)
-    noisy_truth: np.ndarray | None = None  # clean originals of the noisy samples (data space)
+    reference: SampleArray | None = None  # held-out clean samples for metrics (data space)
+    noisy_truth: SampleArray | None = None  # clean originals of the noisy samples (data space)
     scale: str = "float"  # 'uint8' or 'float': the data's own scale, for outputs
-    pretrain: np.ndarray | None = None  # clean samples of a similar distribution (data.pretrain)
+    pretrain: SampleArray | None = None  # clean samples of a similar distribution
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -76,18 +86,44 @@ def corrupt(x: np.ndarray, index: np.ndarray, sigma: float, noise_seed: int) -> 
     return WhiteGaussian(sigma).corrupt(x, index, noise_seed)
 
 
+def encoded(noise: Corruption, x: SampleArray) -> SampleArray:
+    """Clean samples in the noise model's model space: ``x`` itself when the model space is
+    the data's, else a view encoding rows as they are read (:meth:`Corruption.encode`)."""
+    if not noise.transforms or not len(x):
+        return x
+    return Samples(x, fn=lambda z, pos: noise.encode(z))
+
+
+def encoded_noisy(noise: Corruption, y: SampleArray) -> SampleArray:
+    """Noisy samples as :meth:`Corruption.backward` takes them: ``y`` itself for white and
+    per-sample noise, else a view applying :meth:`Corruption.encode_noisy` keyed by row."""
+    identity = type(noise).encode_noisy is _Base.encode_noisy and not noise.transforms
+    if identity or not len(y):
+        return y
+    return Samples(y, fn=noise.encode_noisy)
+
+
 def in_model_space(
-    noise: Corruption, clean: np.ndarray, noisy: np.ndarray, what: tuple[str, str]
-) -> tuple[np.ndarray, np.ndarray]:
+    noise: Corruption, clean: SampleArray, noisy: SampleArray, what: tuple[str, str]
+) -> tuple[SampleArray, SampleArray]:
     """Clean and noisy samples checked against the noise model, then mapped to its model space
     (:meth:`Corruption.encode`, :meth:`Corruption.encode_noisy`; the identity for white and
     per-sample noise); ``what`` names them for messages."""
     noise.check(clean, noisy, what)
-    z_noisy = noise.encode_noisy(noisy, np.arange(len(noisy))) if len(noisy) else noisy
-    return (noise.encode(clean) if len(clean) else clean), z_noisy
+    return encoded(noise, clean), encoded_noisy(noise, noisy)
 
 
-def split_benchmark(source: np.ndarray, cfg: Config, has_reference: bool) -> Problem:
+def corrupted(source: SampleArray, rows: np.ndarray, noise: Corruption, noise_seed: int) -> Samples:
+    """The benchmark's noisy set: rows ``rows`` of ``source`` corrupted by ``noise`` (built
+    for those rows, in their order), the noise of each keyed by its source index."""
+
+    def corrupt(x: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        return noise.subset(pos).corrupt(x, rows[pos], noise_seed)
+
+    return Samples(source, rows=rows, fn=corrupt)
+
+
+def split_benchmark(source: SampleArray, cfg: Config, has_reference: bool) -> Problem:
     """Hold out a reference set, keep a clean fraction, corrupt the rest (fixed seeded noise)."""
     d = cfg.data
     n = len(source)
@@ -112,16 +148,16 @@ def split_benchmark(source: np.ndarray, cfg: Config, has_reference: bool) -> Pro
     noise = from_config(cfg, index=noisy_idx)
     clean, noisy = in_model_space(
         noise,
-        source[clean_idx],
-        noise.corrupt(source[noisy_idx], noisy_idx, d.noise_seed),
+        Samples(source, rows=clean_idx),
+        corrupted(source, noisy_idx, noise, d.noise_seed),
         ("data.source", "noisy"),
     )
     return Problem(
         clean=clean,
         noisy=noisy,
         corruption=noise,
-        reference=source[ref_idx] if n_ref > 0 else None,
-        noisy_truth=source[noisy_idx],
+        reference=Samples(source, rows=ref_idx) if n_ref > 0 else None,
+        noisy_truth=Samples(source, rows=noisy_idx),
     )
 
 
@@ -134,11 +170,11 @@ def check_sample_shape(name: str, got: tuple[int, ...], shape: tuple[int, ...], 
         )
 
 
-def _check_shape(name: str, arr: np.ndarray, shape: tuple[int, ...], other: str) -> None:
+def _check_shape(name: str, arr: SampleArray, shape: tuple[int, ...], other: str) -> None:
     check_sample_shape(name, tuple(arr.shape[1:]), shape, other)
 
 
-def _at_least_two(name: str, arr: np.ndarray, fix: str) -> None:
+def _at_least_two(name: str, arr: SampleArray, fix: str) -> None:
     if len(arr) < 2:
         raise DataError(f"{name} holds {len(arr)} sample but needs at least 2; {fix}")
 
@@ -148,7 +184,7 @@ def uses_pretrain(cfg: Config) -> bool:
     return cfg.data.pretrain is not None and METHODS[cfg.method].pretrains
 
 
-def load_pretrain(cfg: Config) -> np.ndarray:
+def load_pretrain(cfg: Config) -> SampleArray:
     """The ``data.pretrain`` samples: a builtin (a draw independent of ``data.source``) or a path.
 
     Builtins read ``data.num_samples``, ``data.root`` and ``data.image_size`` as
@@ -157,9 +193,16 @@ def load_pretrain(cfg: Config) -> np.ndarray:
     d = cfg.data
     assert d.pretrain is not None
     if d.pretrain in BUILTINS:
-        x, _ = builtin(d.pretrain, d.num_samples, root=d.root, image_size=d.image_size, draw=1)
+        x, _ = builtin(
+            d.pretrain,
+            d.num_samples,
+            root=d.root,
+            image_size=d.image_size,
+            draw=1,
+            cache_dir=d.cache_dir,
+        )
     else:
-        x, _ = load_array(d.pretrain, "data.pretrain")
+        x, _ = load_array(d.pretrain, "data.pretrain", cache_dir=d.cache_dir)
     _at_least_two("data.pretrain", x, "give a larger set of clean samples")
     return x
 
@@ -174,21 +217,27 @@ def load_problem(cfg: Config) -> Problem:
     d = cfg.data
     reference, scale = None, "float"
     if cfg.eval.reference is not None:
-        reference, _ = load_array(cfg.eval.reference, "eval.reference")
+        reference, _ = load_array(cfg.eval.reference, "eval.reference", cache_dir=d.cache_dir)
         _at_least_two("eval.reference", reference, "the metrics compare two sets of samples")
     if d.source is not None:
         if d.source in BUILTINS:
-            src, scale = builtin(d.source, d.num_samples, root=d.root, image_size=d.image_size)
+            src, scale = builtin(
+                d.source,
+                d.num_samples,
+                root=d.root,
+                image_size=d.image_size,
+                cache_dir=d.cache_dir,
+            )
         else:
-            src, scale = load_array(d.source, "data.source")
+            src, scale = load_array(d.source, "data.source", cache_dir=d.cache_dir)
         prob = split_benchmark(src, cfg, reference is not None)
         prob.scale = scale
     else:
         noisy = clean = None
         if d.noisy is not None:
-            noisy, scale = load_array(d.noisy, "data.noisy", images_ok=False)
+            noisy, scale = load_array(d.noisy, "data.noisy", images_ok=False, cache_dir=d.cache_dir)
         if d.clean is not None:
-            clean, clean_scale = load_array(d.clean, "data.clean")
+            clean, clean_scale = load_array(d.clean, "data.clean", cache_dir=d.cache_dir)
             scale = scale if noisy is not None else clean_scale
         if noisy is not None and clean is not None:
             _check_shape("clean", clean, tuple(noisy.shape[1:]), "noisy")
@@ -217,3 +266,61 @@ def load_problem(cfg: Config) -> Problem:
         _check_shape("eval.reference", reference, prob.shape, "training")
         prob.reference = reference
     return prob
+
+
+# -- the arrays a run stores in DIR/data ---------------------------------------------------
+
+STORED = ("noisy", "clean", "pretrain")  # training arrays; the others are only read for metrics
+FIX = "use an --out on a larger disk"
+
+
+def _sources_key(cfg: Config) -> dict[str, Any]:
+    """What the stored arrays are made from: the data configuration and each input file's
+    identity (path, size, modification time), so a changed input is never trusted."""
+    d = dataclasses.asdict(cfg.data)
+    files = {}
+    for name in ("source", "noisy", "clean", "pretrain", "sigma", "noise_cov"):
+        value = d.get(name)
+        if isinstance(value, str) and value not in BUILTINS and Path(value).expanduser().exists():
+            files[name] = cache.file_key(value)
+    d.pop("cache_dir", None)  # where caches live does not change what they hold
+    return {"data": d, "files": files, "method": cfg.method}
+
+
+def _stored_paths(folder: Path, name: str) -> tuple[Path, Path]:
+    return folder / f"{name}.npy", folder / f"{name}.json"
+
+
+def to_store(prob: Problem) -> list[str]:
+    """The fields of ``prob`` that are computed views (worth storing once)."""
+    return [n for n in STORED if getattr(prob, n) is not None and computed(getattr(prob, n))]
+
+
+def store_bytes(prob: Problem, cfg: Config, folder: Path) -> int:
+    """Bytes :func:`store_problem` still has to write to ``folder``."""
+    key = _sources_key(cfg)
+    total = 0
+    for name in to_store(prob):
+        npy, meta = _stored_paths(folder, name)
+        if not cache.valid(npy, meta, {**key, "array": name}):
+            total += getattr(prob, name).nbytes
+    return total
+
+
+def store_problem(prob: Problem, cfg: Config, folder: Path, *, write: bool) -> Problem:
+    """``prob`` with its computed training arrays (the benchmark's noisy set, model-space
+    transforms) stored in ``folder`` as float32 .npy and memory-mapped.
+
+    With ``write`` (rank 0) a missing, truncated or stale file is written first, chunk by
+    chunk and atomically, after a disk-space check; without it (the other ranks, after a
+    barrier) the files are only opened. Each file's JSON record holds the key it was made
+    from: the data configuration and the identity of every input file."""
+    key = _sources_key(cfg)
+    changes = {}
+    for name in to_store(prob):
+        npy, meta = _stored_paths(folder, name)
+        k = {**key, "array": name}
+        if write and not cache.valid(npy, meta, k):
+            cache.store(npy, meta, k, getattr(prob, name), f"the run's {name} set", FIX)
+        changes[name] = open_npy(npy)
+    return dataclasses.replace(prob, **changes)

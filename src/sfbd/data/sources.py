@@ -2,6 +2,11 @@
 
 Vectors are (N, D) float32; images are (N, C, H, W) float32 in [-1, 1]. Arrays stored as uint8
 are read as images in [0, 255] and mapped to [-1, 1] (noise levels then refer to that scale).
+
+Nothing is read whole: a .npy is memory-mapped, an uncompressed .npz member too, and inputs that
+cannot be mapped as they are (image folders and zips, CIFAR-10, CelebA, compressed .npz) are
+converted once into a cached .npy (:mod:`sfbd.data.cache`). What comes back is a *sample array*
+(:mod:`sfbd.io.arrays`) whose rows are converted to float32 as they are read.
 """
 
 from __future__ import annotations
@@ -11,7 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from sfbd.data import images
+from sfbd.data.cache import cached, file_key
 from sfbd.errors import DataError
+from sfbd.io.arrays import SampleArray, Samples, nonfinite_rows
+from sfbd.io.npz import open_member
 
 BUILTIN_2D = ("ring8", "checkerboard", "swissroll")
 BUILTINS = (*BUILTIN_2D, "digits", "cifar10", "celeba")
@@ -56,8 +64,14 @@ def builtin_shape(name: str, image_size: int = 64) -> tuple[int, ...] | None:
 
 
 def builtin(
-    name: str, n: int, *, root: str | None = None, image_size: int = 64, draw: int = 0
-) -> tuple[np.ndarray, str]:
+    name: str,
+    n: int,
+    *,
+    root: str | None = None,
+    image_size: int = 64,
+    draw: int = 0,
+    cache_dir: str | None = None,
+) -> tuple[SampleArray, str]:
     """A builtin clean dataset and its scale ('float' or 'uint8').
 
     The 2-D sets have ``n`` samples from a fixed seed; ``draw`` > 0 gives another, independent
@@ -96,10 +110,15 @@ def _first_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def _read_npy_or_npz(p: Path, what: str) -> np.ndarray:
-    """The array in a .npy file, or the one array (or the one named 'x'/'data') in a .npz."""
+def _read_npy_or_npz(p: Path, what: str, cache_dir: str | None = None) -> np.ndarray:
+    """The array in a .npy file, or the one array (or the one named 'x'/'data') in a .npz,
+    memory-mapped: a .npy and an uncompressed .npz member in place, a compressed member
+    through a converted cache."""
     try:
-        loaded = np.load(p, allow_pickle=False)
+        try:
+            loaded = np.load(p, allow_pickle=False, mmap_mode="r")
+        except ValueError:  # e.g. an array with no samples cannot be mapped: read it
+            loaded = np.load(p, allow_pickle=False)
     except OSError as exc:
         raise DataError(
             f"cannot read {what} file {str(p)!r}: {exc.strerror or _first_line(exc)}; "
@@ -122,7 +141,11 @@ def _read_npy_or_npz(p: Path, what: str) -> np.ndarray:
                 f"{what} file {str(p)!r} holds arrays {names}; keep one, or name it 'x' or 'data'"
             )
         try:
-            return loaded[pick[0]]
+            member = open_member(p, pick[0])
+            if isinstance(member, np.memmap) or member.size == 0:
+                return member
+            key = {**file_key(p), "member": pick[0]}
+            return cached("npz", key, lambda: member, cache_dir)
         except Exception as exc:  # noqa: BLE001 - corrupt member, pickled objects, ...
             raise DataError(
                 f"cannot read array {pick[0]!r} of {what} file {str(p)!r} "
@@ -131,9 +154,13 @@ def _read_npy_or_npz(p: Path, what: str) -> np.ndarray:
 
 
 def load_array(
-    path: str | Path, what: str = "data", *, images_ok: bool = True
-) -> tuple[np.ndarray, str]:
+    path: str | Path, what: str = "data", *, images_ok: bool = True, cache_dir: str | None = None
+) -> tuple[SampleArray, str]:
     """Read samples as float32 vectors (N, D) or images (N, C, H, W), and their scale.
+
+    Nothing is read whole (see the module docstring): the result is a memory-mapped float32
+    array, or a view converting the stored rows to float32 as they are read; folders, zips and
+    compressed .npz files are converted once into a cache in ``cache_dir``.
 
     ``path`` is a .npy/.npz array, or (when ``images_ok``) a folder or .zip of PNG/JPEG
     images. Returns the array and its scale: 'uint8' (8-bit images and uint8 arrays, read as
@@ -152,7 +179,9 @@ def load_array(
                 f"{what} {str(p)!r} is {kind}, not a .npy/.npz file; noisy data must be a "
                 "float array (8-bit images would quantize the noise)"
             )
-        return images.to_model_space(images.load_image_folder(p, what=what)), "uint8"
+        key = {**file_key(p), "what": "images"}
+        raw = cached("images", key, lambda: images.load_image_folder(p, what=what), cache_dir)
+        return Samples(raw), "uint8"
     if not p.exists():
         raise DataError(f"{what} file {str(p)!r} not found; check the path")
     if not p.is_file():
@@ -163,7 +192,7 @@ def load_array(
             f"{what} file {str(p)!r} is not a .npy/.npz file; give the samples as a "
             f".npy/.npz array{folders}"
         )
-    arr = _read_npy_or_npz(p, what)
+    arr = _read_npy_or_npz(p, what, cache_dir)
     if arr.ndim not in (2, 4):
         raise DataError(
             f"{what} in {str(p)!r} has shape {arr.shape}: expected vectors (N, D) or images "
@@ -174,22 +203,24 @@ def load_array(
     if arr.size == 0:
         raise DataError(f"{what} in {str(p)!r} has shape {arr.shape}: its samples hold no values")
     if arr.dtype == np.uint8:
-        return images.to_model_space(arr), "uint8"
+        return Samples(arr), "uint8"
     if not np.issubdtype(arr.dtype, np.floating) and not np.issubdtype(arr.dtype, np.integer):
         raise DataError(f"{what} in {str(p)!r} has dtype {arr.dtype}; expected numbers")
-    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf, reported below
-        arr = arr.astype(np.float32)
-    if not np.isfinite(arr).all():
-        bad = int((~np.isfinite(arr)).reshape(arr.shape[0], -1).any(axis=1).sum())
+    # float32 as stored is used in place; other dtypes become float32 row by row as read
+    # (float64 beyond float32's range becomes inf, reported below)
+    out: SampleArray = arr if arr.dtype == np.float32 else Samples(arr)
+    bad = nonfinite_rows(out)
+    if bad:
         raise DataError(
             f"{what} in {str(p)!r} has NaN or infinite values in {bad} of {arr.shape[0]} "
             "samples; remove or repair those samples"
         )
-    return arr, "float"
+    return out, "float"
 
 
 def to_data_scale(x: np.ndarray, scale: str) -> np.ndarray:
     """Map model-space samples back to the data's own scale (uint8 data -> uint8 in [0, 255])."""
+    x = np.asarray(x)
     if scale == "uint8":
         return np.clip(np.rint((x + 1.0) * 127.5), 0, 255).astype(np.uint8)
     return x.astype(np.float32)

@@ -1,1 +1,2 @@
-"""Files: atomic writes, checkpoints, the manifest, the download cache and the run log."""
+"""Files: atomic writes, memory-mapped sample arrays, .npz members, disk-space checks,
+checkpoints, the manifest, the download cache and the run log."""

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 import numpy as np
 import torch
 
+from sfbd.io.arrays import SampleArray, Stacked
 from sfbd.registry import Registry
-from sfbd.train.data import ArrayTrainingSet, TrainingSet
+from sfbd.train.data import IndexedTrainingSet, TrainingSet
 
 if TYPE_CHECKING:
     from sfbd.data.problem import Problem
@@ -45,9 +46,10 @@ class StageContext(Protocol):
     device: torch.device
     carry: dict[str, torch.Tensor]  # the previous stage's training-set state (may be empty)
 
-    def denoise(self, k: int) -> np.ndarray:
+    def denoise(self, k: int) -> SampleArray:
         """E_k: every noisy sample backward-sampled from its noise with the current EMA, in
-        index order (resumable shards in denoised/E_KK, each sample exactly once)."""
+        index order (resumable shards in denoised/E_KK, each sample exactly once), read from
+        the memory-mapped shards."""
         ...
 
     def backward(self, index: np.ndarray, visit: int) -> torch.Tensor:
@@ -85,16 +87,22 @@ class Method(ABC):
 METHODS: Registry[type[Method]] = Registry("method")
 
 
-def as_set(ctx: StageContext, x: np.ndarray, denoised: np.ndarray | None = None) -> TrainingSet:
-    """A fixed array on the training device, drawn uniformly."""
-    return ArrayTrainingSet(torch.as_tensor(x, device=ctx.device), denoised)
+def as_set(ctx: StageContext, x: SampleArray, denoised: SampleArray | None = None) -> TrainingSet:
+    """A fixed sample array, drawn uniformly by index onto the training device."""
+    return IndexedTrainingSet(x, ctx.device, denoised)
 
 
-def pretraining_data(prob: Problem) -> np.ndarray:
+def stacked(*parts: SampleArray) -> SampleArray:
+    """The parts one after another, read by index (empty parts dropped; one part as is)."""
+    kept = [p for p in parts if len(p)] or [parts[0]]
+    return kept[0] if len(kept) == 1 else Stacked(kept)
+
+
+def pretraining_data(prob: Problem) -> SampleArray:
     """What SFBD pretrains on: the clean set, with data.pretrain's samples before it."""
     if prob.pretrain is None:
         return prob.clean
-    return np.concatenate([prob.pretrain, prob.clean])
+    return stacked(prob.pretrain, prob.clean)
 
 
 def total_steps(cfg: Config) -> int:

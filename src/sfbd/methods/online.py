@@ -87,7 +87,8 @@ class Bank(TrainingSet):
         cfg = ctx.cfg
         self.ctx, self.stage = ctx, stage
         self.n = int(bank.shape[0])
-        self.clean = torch.as_tensor(ctx.prob.clean, device=bank.device)
+        # the bank is changed in place, so it and the clean set are held whole (in memory)
+        self.clean = torch.as_tensor(np.asarray(ctx.prob.clean), device=bank.device)
         self.data = torch.cat([bank, self.clean])  # bank first: SFBD's order (E_k, clean)
         self.cursor = int(cursor)
         self.visits = visits.to(torch.int64).cpu().clone()
@@ -173,7 +174,7 @@ class OnlineSFBD(Method):
         if stage.iteration == 0:
             return SFBD().training_set(stage, ctx)
         if stage.iteration == 1:
-            bank = torch.as_tensor(ctx.denoise(1), device=ctx.device)
+            bank = torch.as_tensor(np.asarray(ctx.denoise(1)), device=ctx.device)
             visits = torch.ones(len(bank), dtype=torch.int64)
             return Bank(ctx, stage, bank, 0, visits)
         c = ctx.carry

@@ -8,9 +8,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from sfbd.methods.base import METHODS, Method, Stage, StageContext, as_set, total_steps
+from sfbd.methods.base import (
+    METHODS,
+    Method,
+    Stage,
+    StageContext,
+    as_set,
+    stacked,
+    total_steps,
+)
 from sfbd.train.data import TrainingSet
 
 if TYPE_CHECKING:
@@ -26,7 +32,9 @@ class Oracle(Method):
         return [Stage(0, self.name, total_steps(cfg))]
 
     def training_set(self, stage: Stage, ctx: StageContext) -> TrainingSet:
+        from sfbd.data.problem import encoded  # (sfbd.data imports the method registry)
+
         truth = ctx.prob.noisy_truth
         assert truth is not None
-        truth = ctx.prob.corruption.encode(truth)  # into model space, like the clean set
-        return as_set(ctx, np.concatenate([ctx.prob.clean, truth]))
+        truth = encoded(ctx.prob.corruption, truth)  # into model space, like the clean set
+        return as_set(ctx, stacked(ctx.prob.clean, truth))

@@ -12,9 +12,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from sfbd.methods.base import METHODS, Method, Stage, StageContext, as_set, pretraining_data
+from sfbd.methods.base import (
+    METHODS,
+    Method,
+    Stage,
+    StageContext,
+    as_set,
+    pretraining_data,
+    stacked,
+)
 from sfbd.train.data import TrainingSet
 
 if TYPE_CHECKING:
@@ -36,7 +42,7 @@ class SFBD(Method):
         if stage.iteration == 0:
             return as_set(ctx, pretraining_data(ctx.prob))
         denoised = ctx.denoise(stage.iteration)
-        return as_set(ctx, np.concatenate([denoised, ctx.prob.clean]), denoised)
+        return as_set(ctx, stacked(denoised, ctx.prob.clean), denoised)
 
 
 def _rounds(cfg: Config) -> range:

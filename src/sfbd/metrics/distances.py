@@ -55,6 +55,40 @@ def _pair(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return xs, ys
 
 
+_CHUNK = 1 << 20  # values read at a time from a large input (a memory map, a lazy view)
+
+
+def _rows(a: object) -> np.ndarray:
+    """``a`` as something with a length and row indexing: arrays and sample views as they are
+    (not converted), anything else (lists) through ``np.asarray``."""
+    return a if hasattr(a, "shape") and hasattr(a, "__getitem__") else np.asarray(a)
+
+
+def _large(a: np.ndarray) -> bool:
+    """Whether ``a`` is too large to convert to float64 whole (it is read in chunks)."""
+    return len(a) * math.prod(np.shape(a)[1:]) > _CHUNK if np.ndim(a) else False
+
+
+def _dims(x: np.ndarray, y: np.ndarray) -> int:
+    """The feature count shared by ``x`` and ``y``, from their shapes alone."""
+    dx, dy = (math.prod(np.shape(a)[1:]) for a in (x, y))
+    for a, name in ((x, "x"), (y, "y")):
+        if len(a) == 0:
+            raise ValueError(f"{name} is empty (0 samples)")
+    if dx != dy:
+        raise ValueError(f"x has {dx} features but y has {dy}")
+    return dx
+
+
+def _projected(a: np.ndarray, name: str, theta: np.ndarray) -> np.ndarray:
+    """``a`` (N, *) flattened and projected on ``theta`` (D, P), chunk by chunk: (N, P)."""
+    step = max(1, _CHUNK // theta.shape[0])
+    out = np.empty((len(a), theta.shape[1]))
+    for start in range(0, len(a), step):
+        out[start : start + step] = _as_samples(a[start : start + step], name) @ theta
+    return out
+
+
 def _subsample(a: np.ndarray, max_samples: int, rng: np.random.Generator) -> np.ndarray:
     """At most ``max_samples`` rows of ``a``, drawn without replacement (order kept)."""
     if max_samples < 1:
@@ -108,12 +142,17 @@ def sliced_wasserstein(
     Returns:
         ``SW_2`` as a float (0 for identical sets, symmetric in ``x`` and ``y``).
     """
-    xs, ys = _pair(x, y)
     if projections < 1:
         raise ValueError(f"projections must be >= 1, got {projections}")
-    theta = _random_directions(xs.shape[1], projections, seed)  # (D, P)
-    px = np.sort(xs @ theta, axis=0)  # (N, P)
-    py = np.sort(ys @ theta, axis=0)  # (M, P)
+    if _large(x) or _large(y):  # projected chunk by chunk: memory (N + M) x P, not x D
+        dim = _dims(x, y)
+        theta = _random_directions(dim, projections, seed)
+        px, py = np.sort(_projected(x, "x", theta), axis=0), np.sort(_projected(y, "y", theta), 0)
+    else:
+        xs, ys = _pair(x, y)
+        theta = _random_directions(xs.shape[1], projections, seed)  # (D, P)
+        px = np.sort(xs @ theta, axis=0)  # (N, P)
+        py = np.sort(ys @ theta, axis=0)  # (M, P)
     n, m = px.shape[0], py.shape[0]
     if n == m:
         w2_sq = np.mean((px - py) ** 2, axis=0)
@@ -147,10 +186,11 @@ def bandwidth_median(
     Returns:
         The bandwidth ``h > 0``.
     """
-    xs, ys = _pair(x, y)
+    x, y = _rows(x), _rows(y)
+    if np.ndim(x) == 0 or np.ndim(y) == 0:
+        _pair(x, y)  # refused there
     rng = np.random.default_rng(seed)
-    xs = _subsample(xs, max_samples, rng)
-    ys = _subsample(ys, max_samples, rng)
+    xs, ys = _pair(_subsample(x, max_samples, rng), _subsample(y, max_samples, rng))
     return _median_bandwidth(np.concatenate([xs, ys], axis=0))
 
 
@@ -201,16 +241,18 @@ def mmd_rbf(
     Returns:
         The MMD^2 estimate as a float.
     """
-    xs, ys = _pair(x, y)
-    if xs.shape[0] < 2 or ys.shape[0] < 2:
+    x, y = _rows(x), _rows(y)
+    if np.ndim(x) == 0 or np.ndim(y) == 0 or len(x) < 2 or len(y) < 2:
+        xs, ys = _pair(x, y)  # a scalar or an empty set is refused here
         raise ValueError(
             f"unbiased MMD needs at least 2 samples per set, got {xs.shape[0]} and {ys.shape[0]}"
         )
     if max_samples < 2:
         raise ValueError(f"max_samples must be >= 2, got {max_samples}")
+    # rows are drawn before anything is converted, so a large (memory-mapped) input is read
+    # only at the rows used
     rng = np.random.default_rng(seed)
-    xs = _subsample(xs, max_samples, rng)
-    ys = _subsample(ys, max_samples, rng)
+    xs, ys = _pair(_subsample(x, max_samples, rng), _subsample(y, max_samples, rng))
     if bandwidth is None:
         h = _median_bandwidth(np.concatenate([xs, ys], axis=0))
     else:

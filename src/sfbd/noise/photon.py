@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from sfbd.errors import DataError
+from sfbd.io.arrays import value_range
 from sfbd.noise.base import NOISE_MODELS, WhiteInModelSpace
 from sfbd.rng import keyed_randn, stream_id
 
@@ -111,10 +112,11 @@ class PoissonGaussian(WhiteInModelSpace):
         noisy: np.ndarray | None,
         keys: tuple[str, str] = ("data.clean", "data.noisy"),
     ) -> None:
-        if clean is not None and len(clean) and float(clean.min()) < -1.0 - 1e-6:
+        low = value_range(clean)[0] if clean is not None and len(clean) else 0.0
+        if low < -1.0 - 1e-6:
             raise DataError(
                 f"{keys[0]} has negative intensities (values below -1, the zero of the "
-                f"[-1, 1] scale; min {float(clean.min()):.3g}); poisson-gaussian noise "
+                f"[-1, 1] scale; min {low:.3g}); poisson-gaussian noise "
                 "needs intensities u = (x + 1) / 2 >= 0"
             )
 

@@ -2,9 +2,11 @@
 
 * :meth:`ShardedDenoiser.full_pass` makes E_k: every noisy sample backward-sampled with the
   EMA model, written in shards of ``sample.shard_size`` samples
-  (``denoised/E_KK/shard-*.npz``, keyed by index). Complete shards from an earlier run are
-  kept, unreadable ones are redone; shards are dealt round robin across ranks, so every noisy
-  sample is denoised exactly once per pass whatever the world size.
+  (``denoised/E_KK/shard-*.npz``, keyed by index, ``x`` in ``sample.denoised_dtype``). Complete
+  shards from an earlier run are kept, unreadable ones are redone; shards are dealt round robin
+  across ranks, so every noisy sample is denoised exactly once per pass whatever the world
+  size. The noisy set is read a shard at a time, and E_k comes back as a view of the
+  memory-mapped shards (uncompressed .npz members, :mod:`sfbd.io.npz`), not an array in memory.
 * :meth:`ShardedDenoiser.rows` backward-samples chosen noisy samples in memory (Online SFBD's
   refreshes): the rows are split into contiguous parts, one per rank, and gathered on all.
 
@@ -15,7 +17,6 @@ not depend on batch size, shard size or world size.
 from __future__ import annotations
 
 import math
-import shutil
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +27,10 @@ import torch
 from sfbd.data.problem import Problem
 from sfbd.diffusion.batched import denoise_all
 from sfbd.errors import SfbdError
+from sfbd.io.arrays import SampleArray, Samples, Stacked, gather
 from sfbd.io.atomic import save_npz
+from sfbd.io.disk import require_free
+from sfbd.io.npz import open_member
 from sfbd.rng import stream_id
 from sfbd.run.directory import denoised_dir, shard_path
 from sfbd.runtime import distributed, faults
@@ -69,7 +73,7 @@ class ShardedDenoiser:
         with autocast(self.grid.device, self.fast.bf16):
             return denoise_all(
                 ema,
-                torch.as_tensor(self.prob.noisy[index]),
+                torch.as_tensor(gather(self.prob.noisy, index)),
                 self.prob.corruption,
                 self.grid,
                 stream=stream_id("denoise", self.cfg.seed, visit),
@@ -97,13 +101,14 @@ class ShardedDenoiser:
         return torch.cat([torch.as_tensor(g) for g in gathered if g is not None])
 
     # -- E_k in shards -------------------------------------------------------------------
-    def full_pass(self, k: int, ema: torch.nn.Module, stop: StopFlag) -> np.ndarray:
-        """E_k, every noisy sample in index order, from shards kept or written now."""
+    def full_pass(self, k: int, ema: torch.nn.Module, stop: StopFlag) -> SampleArray:
+        """E_k, every noisy sample in index order, from shards kept or written now (a view of
+        the memory-mapped shard files)."""
         prob, folder = self.prob, denoised_dir(self.out, k)
         n, size = len(prob.noisy), self.cfg.sample.shard_size
         shards = distributed.shard_indices(n, size)
         rank, world = self.dist.rank, self.dist.world_size
-        parts: dict[int, np.ndarray] = {}
+        parts: dict[int, SampleArray] = {}
         for i, r in enumerate(shards):  # each rank checks (and may redo) only its own shards
             x = self._read_shard(folder, r) if i % world == rank else None
             if x is not None:
@@ -111,7 +116,7 @@ class ShardedDenoiser:
         mine = distributed.my_shards(shards, rank, world)
         todo = [r for r in mine if r.start not in parts]
         if todo:
-            self._check_disk(folder, sum(len(r) for r in todo) * math.prod(prob.shape) * 4)
+            self._check_disk(folder, sum(len(r) for r in todo) * self.bytes_per_sample())
             folder.mkdir(parents=True, exist_ok=True)  # `sfbd status`: denoising has begun
         if parts and todo:
             self.log(f"stage {k}: {len(parts)} of {len(mine)} denoised shards kept", False)
@@ -122,9 +127,10 @@ class ShardedDenoiser:
             if r is not None and r.start not in parts:
                 desc = f"stage {k} update: denoise {r.start}-{r.stop - 1} of {n}"
                 x = self._backward(ema, np.arange(r.start, r.stop), k, desc, local_stop).numpy()
-                save_npz(shard_path(folder, r), index=np.arange(r.start, r.stop), x=x)
+                path = shard_path(folder, r)
+                save_npz(path, index=np.arange(r.start, r.stop), x=x.astype(self.dtype))
                 faults.point("denoise.shard")
-                parts[r.start] = x
+                parts[r.start] = Samples(open_member(path, "x"))
             if self.dist.distributed:  # every rank, every round, also with nothing to do
                 stop.check_agreed(self.stop_requested(), f"during stage {k} denoising")
         if self.dist.distributed:
@@ -135,24 +141,36 @@ class ShardedDenoiser:
                     if x is None:
                         raise SfbdError(f"denoised shard {shard_path(folder, r)} is missing")
                     parts[r.start] = x
-        return np.concatenate([parts[r.start] for r in shards]) if shards else prob.noisy.copy()
+        if not shards:
+            return prob.noisy
+        return Stacked([parts[r.start] for r in shards]) if len(shards) > 1 else parts[0]
 
     def shard_files(self, k: int) -> list[Path]:
         return sorted(denoised_dir(self.out, k).glob("shard-*.npz"))
 
-    def _read_shard(self, folder: Path, r: range, redo: bool = True) -> np.ndarray | None:
-        """A shard's samples if its file is complete and holds exactly the indices of ``r``."""
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype E_k's shards store (``sample.denoised_dtype``)."""
+        return np.dtype(self.cfg.sample.denoised_dtype)
+
+    def bytes_per_sample(self) -> int:
+        """Disk bytes of one denoised sample."""
+        return math.prod(self.prob.shape) * self.dtype.itemsize
+
+    def _read_shard(self, folder: Path, r: range, redo: bool = True) -> SampleArray | None:
+        """A shard's samples (memory-mapped) if its file is complete and holds exactly the
+        indices of ``r``, in the configured dtype."""
         path = shard_path(folder, r)
         if not path.is_file():
             return None
         try:
-            with np.load(path) as f:
-                index, x = f["index"], f["x"]
-            ok = np.array_equal(index, np.arange(r.start, r.stop)) and x.shape == (
-                len(r),
-                *self.prob.shape,
+            index, x = open_member(path, "index"), open_member(path, "x")
+            ok = (
+                np.array_equal(index, np.arange(r.start, r.stop))
+                and x.shape == (len(r), *self.prob.shape)
+                and x.dtype == self.dtype
             )
-            why = "holds other indices or shapes"
+            why = "holds other indices, shapes or dtype"
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             ok, why = False, f"unreadable: {type(exc).__name__}"
         if not ok:
@@ -161,21 +179,12 @@ class ShardedDenoiser:
             self.log(f"denoised shard {path.name} {why}; redoing it", True)
             path.unlink()
             return None
-        return x
+        return Samples(x)
 
     @staticmethod
     def _check_disk(folder: Path, needed: int) -> None:
         """Refuse to start denoising when the disk cannot hold the denoised set."""
-        probe = folder
-        while not probe.exists():
-            probe = probe.parent
-        free = shutil.disk_usage(probe).free
-        if free < needed * 1.05 + 64 * 2**20:
-            raise SfbdError(
-                f"not enough disk space for the denoised set in {folder}: about "
-                f"{needed / 2**30:.2f} GiB needed, {free / 2**30:.2f} GiB free; free some space "
-                "or use an --out on a larger disk"
-            )
+        require_free(folder, needed, "the denoised set", "use an --out on a larger disk")
 
 
 def read_denoised(run_dir: str | Path, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -5,7 +5,8 @@ Layout (a contract, see docs/run-directory.md): ``config.yaml``, ``metrics.json`
 per finished stage, written last and atomically: an entry there means the stage is complete),
 ``manifest.json`` (sizes and checksums of each finished stage's files), ``checkpoints/stage-KK``
 and ``checkpoints/step`` (safetensors + JSON), ``denoised/E_KK/shard-*.npz``, ``samples/``,
-pictures, ``log.jsonl``.
+pictures, ``log.jsonl``, ``data/`` (the run's stored training arrays, e.g. ``noisy.npy``
+with its record ``noisy.json``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ OUTPUTS = (
     "fid_ref.npz",
     "fd_dinov2_ref.npz",
     "manifest.json",
+    "data",
 )
 STEP_CHECKPOINT = "step"  # checkpoints/step.{safetensors,json}: the latest mid-stage state
 
@@ -79,6 +81,10 @@ class RunDirectory:
 
     def denoised_dir(self, k: int) -> Path:
         return denoised_dir(self.out, k)
+
+    def data_dir(self) -> Path:
+        """``DIR/data``: the run's stored training arrays (e.g. the benchmark's noisy set)."""
+        return self.out / "data"
 
     def samples(self, k: int, suffix: str = ".npy") -> Path:
         return self.out / "samples" / f"stage-{k:02d}{suffix}"

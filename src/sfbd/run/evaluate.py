@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,15 @@ from sfbd.data import Problem
 from sfbd.diffusion.batched import batch_starts, generate_batches
 from sfbd.diffusion.precond import Denoiser
 from sfbd.errors import ConfigError, DataError
+from sfbd.io.arrays import (
+    SampleArray,
+    Samples,
+    Stacked,
+    chunk_rows,
+    chunks,
+    gather,
+    value_range,
+)
 from sfbd.metrics import data_range_of, mmd_rbf, psnr, sliced_wasserstein
 from sfbd.metrics.fid import (
     extract_features,
@@ -43,7 +53,7 @@ from sfbd.schema import Config
 
 
 def distances(
-    prob: Problem, samples: np.ndarray, denoised: np.ndarray | None, cfg: Config
+    prob: Problem, samples: np.ndarray, denoised: SampleArray | None, cfg: Config
 ) -> dict[str, float]:
     """swd and mmd of generated samples against the reference; denoise_psnr of E_k."""
     out: dict[str, float] = {}
@@ -53,17 +63,41 @@ def distances(
         )
         out["mmd"] = mmd_rbf(samples, prob.reference, seed=0)
     if denoised is not None and prob.noisy_truth is not None:
-        rng = 2.0 if prob.is_image else data_range_of(prob.noisy_truth)
-        out["denoise_psnr"] = psnr(denoised, prob.noisy_truth, data_range=rng)
+        out["denoise_psnr"] = denoise_psnr(denoised, prob.noisy_truth, image=prob.is_image)
     return out
 
 
-def fid_reference_images(prob: Problem) -> np.ndarray | None:
-    """The images FID and FD-DINOv2 compare against when no statistics file is given."""
+def denoise_psnr(denoised: SampleArray, truth: SampleArray, *, image: bool) -> float:
+    """:func:`~sfbd.metrics.psnr` of E_k against the clean originals, read chunk by chunk
+    (float64 sums of squared errors; one chunk gives exactly ``psnr``'s value). The range is
+    2 for images in [-1, 1], else the originals' max - min (:func:`data_range_of`)."""
+    if len(denoised) != len(truth):
+        raise ValueError(f"{len(denoised)} denoised samples for {len(truth)} originals")
+    if len(truth) <= chunk_rows(truth.shape):
+        rng = 2.0 if image else data_range_of(np.asarray(truth))
+        return psnr(np.asarray(denoised), np.asarray(truth), data_range=rng)
+    lo, hi = value_range(truth)
+    rng = 2.0 if image else hi - lo
+    sq, count = 0.0, 0
+    for start, t in chunks(truth):
+        d = gather(denoised, slice(start, start + len(t))).astype(np.float64)
+        sq += float(np.sum((d - t.astype(np.float64)) ** 2))
+        count += t.size
+    if not math.isfinite(sq):
+        raise ValueError("E_k or the originals contain non-finite values (NaN or inf)")
+    return math.inf if sq == 0.0 else 10.0 * math.log10(rng * rng / (sq / count))
+
+
+def fid_reference_images(prob: Problem) -> SampleArray | None:
+    """The images FID and FD-DINOv2 compare against when no statistics file is given (read
+    batch by batch)."""
     if prob.reference is not None:
         return prob.reference
     if prob.noisy_truth is not None:
-        return np.concatenate([prob.decode(prob.clean), prob.noisy_truth])
+        clean = prob.clean
+        if prob.corruption.transforms:
+            clean = Samples(clean, fn=lambda z, pos: prob.decode(z))
+        return Stacked([clean, prob.noisy_truth]) if len(clean) else prob.noisy_truth
     return None
 
 

@@ -28,10 +28,13 @@ import torch
 
 from sfbd import __version__
 from sfbd.data import Problem, load_problem
+from sfbd.data.problem import store_bytes, store_problem
 from sfbd.diffusion.schedule import edm_sigmas
 from sfbd.errors import ConfigError
+from sfbd.io.arrays import Samples
 from sfbd.io.atomic import save_npy
 from sfbd.io.checkpoint import save_checkpoint
+from sfbd.io.disk import require_free
 from sfbd.io.runlog import RunLog
 from sfbd.methods import METHODS
 from sfbd.methods.base import Stage
@@ -39,7 +42,7 @@ from sfbd.models import parameter_count
 from sfbd.rng import stream_id
 from sfbd.run import state as run_state
 from sfbd.run.denoise import ShardedDenoiser, read_denoised
-from sfbd.run.directory import RunDirectory, denoised_dir, stage_stem, step_stem
+from sfbd.run.directory import RunDirectory, denoised_dir, shard_path, stage_stem, step_stem
 from sfbd.run.evaluate import (
     FrechetMetrics,
     check_fid,
@@ -81,6 +84,35 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} requested but CUDA is not available; use device=cpu")
     return torch.device(name)
+
+
+def prepare_disk(
+    cfg: Config, prob: Problem, rundir: RunDirectory, todo: list[Stage], main: bool
+) -> Problem:
+    """Check the disk, then store the run's computed training arrays: ``prob`` memory-mapped.
+
+    Rank 0 (``main``) first refuses a run whose disk cannot hold what it still has to write,
+    the stored arrays and every remaining E_k of the stages ``todo``, before any work starts;
+    it then writes the computed training arrays (the benchmark's noisy set, model-space
+    transforms) once to ``DIR/data``, while the other ranks wait, then memory-map them."""
+    if main:
+        per = math.prod(prob.shape) * np.dtype(cfg.sample.denoised_dtype).itemsize
+        shards = distributed.shard_indices(len(prob.noisy), cfg.sample.shard_size)
+        denoise_bytes = 0
+        for stage in todo:
+            if stage.denoises:
+                folder = rundir.denoised_dir(stage.iteration)
+                missing = [r for r in shards if not shard_path(folder, r).is_file()]
+                denoise_bytes += sum(len(r) for r in missing) * per
+        stored = store_bytes(prob, cfg, rundir.data_dir())
+        what = "the rest of this run (the denoised sets E_k"
+        what += " and the stored noisy set)" if stored else ")"
+        require_free(rundir.out, stored + denoise_bytes, what, "use an --out on a larger disk")
+        prob = store_problem(prob, cfg, rundir.data_dir(), write=True)
+    distributed.barrier()
+    if not main:
+        prob = store_problem(prob, cfg, rundir.data_dir(), write=False)
+    return prob
 
 
 class Run:
@@ -162,6 +194,7 @@ class Run:
         if len(done) >= len(self.stages):
             self._log(f"all {len(self.stages)} stages already finished in {self.out}")
             return done
+        prob = prepare_disk(self.cfg, prob, self.dir, self.stages[len(done) :], self.main)
         self.runlog = RunLog(self.out) if self.main else _NullLog()
         self.runlog.event(
             "start",
@@ -242,8 +275,9 @@ class Run:
             self._log(f"stage {k} ({stage.name}) already trained: evaluating")
         self.carry = tset.state()
         denoised = tset.denoised()
-        if denoised is not None:
-            denoised = prob.decode(denoised)  # E_k in the data's scale, for metrics and pictures
+        if denoised is not None and prob.corruption.transforms:
+            # E_k in the data's scale, for metrics and pictures, decoded as it is read
+            denoised = Samples(denoised, fn=lambda z, pos: prob.decode(z))
         desc = f"stage {k} {stage.name}: sample"
         samples = generate_eval(
             state.ema,

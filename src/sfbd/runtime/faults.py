@@ -3,7 +3,8 @@ the n-th time the code reaches ``point`` (n counts from 1; several specs comma-s
 
 Points: ``train.step`` (after an optimizer step), ``denoise.shard`` (after a denoised shard is
 written), ``checkpoint.write`` (tensors written to the temporary file, not yet renamed),
-``stage.end`` (stage finished, metrics not yet recorded). Without the variable this is a dict
+``stage.end`` (stage finished, metrics not yet recorded), ``data.write`` (a chunk of a stored
+array or data cache written to its temporary file). Without the variable this is a dict
 lookup per call.
 """
 

@@ -288,6 +288,7 @@ def train_stage(
     me = distributed.info()
     ddp = me.world_size > 1
     share = distributed.rank_batch(batch_size, me.rank, me.world_size, micro_batch)
+    tset.rows = share.items if ddp else None  # the rows of each batch this rank reads
     gen = torch.Generator(device=device)
     pr = resume if resume is not None else StageProgress()
     _seed_generators(gen, pr, device, seed)
