@@ -65,10 +65,12 @@ def _xy(points: np.ndarray, name: str, max_points: int) -> np.ndarray:
         )
     if max_points < 1:
         raise ValueError(f"max_points must be >= 1, got {max_points}")
+    idx = np.arange(shape[0])
     if shape[0] > max_points:
         idx = np.sort(np.random.default_rng(0).choice(shape[0], max_points, replace=False))
-        points = points[idx]
-    return np.asarray(points, dtype=np.float64)[:, :2]
+    step = 1024  # rows read at a time: only their first two columns are kept
+    parts = [np.asarray(points[idx[i : i + step]])[:, :2] for i in range(0, len(idx), step)]
+    return np.concatenate(parts).astype(np.float64) if parts else np.zeros((0, 2))
 
 
 def _auto_lim(arrays: Sequence[np.ndarray]) -> float:

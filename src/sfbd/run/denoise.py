@@ -33,7 +33,7 @@ from sfbd.io.disk import require_free
 from sfbd.io.npz import open_member
 from sfbd.rng import stream_id
 from sfbd.run.directory import denoised_dir, shard_path
-from sfbd.runtime import distributed, faults
+from sfbd.runtime import distributed, faults, heap
 from sfbd.runtime.fast import FastPath, autocast
 from sfbd.runtime.interrupt import NEVER, StopFlag
 from sfbd.schema import Config
@@ -128,9 +128,11 @@ class ShardedDenoiser:
                 desc = f"stage {k} update: denoise {r.start}-{r.stop - 1} of {n}"
                 x = self._backward(ema, np.arange(r.start, r.stop), k, desc, local_stop).numpy()
                 path = shard_path(folder, r)
-                save_npz(path, index=np.arange(r.start, r.stop), x=x.astype(self.dtype))
+                save_npz(path, index=np.arange(r.start, r.stop), x=x.astype(self.dtype, copy=False))
                 faults.point("denoise.shard")
                 parts[r.start] = Samples(open_member(path, "x"))
+                del x
+                heap.release()  # the pass's freed buffers back to the system
             if self.dist.distributed:  # every rank, every round, also with nothing to do
                 stop.check_agreed(self.stop_requested(), f"during stage {k} denoising")
         if self.dist.distributed:

@@ -51,7 +51,7 @@ from sfbd.run.evaluate import (
     generate_eval,
 )
 from sfbd.run.pictures import run_plots, stage_picture
-from sfbd.runtime import distributed, fast, faults
+from sfbd.runtime import distributed, fast, faults, heap
 from sfbd.runtime.interrupt import NEVER, StopFlag
 from sfbd.schema import Config
 from sfbd.train.augment import Augment
@@ -122,6 +122,7 @@ class Run:
     """
 
     def __init__(self, cfg: Config, out: str | Path, *, progress: bool = True) -> None:
+        heap.configure()  # large buffers go back to the system when freed (host memory flat)
         self.cfg = cfg
         self.out = Path(out)
         self.dir = RunDirectory(self.out)
@@ -231,6 +232,7 @@ class Run:
                     self._log(f"stopped after {len(done)} stage(s); rerun to continue")
                     break
                 entry = distributed.broadcast_object(self._run_stage(stage, prob))
+                heap.release()
                 faults.point("stage.end")
                 done.append(entry)
                 if self.main:
