@@ -305,3 +305,15 @@ def test_a_run_from_an_older_version_without_the_new_keys_is_not_refused(tmp_pat
     other = load_config(overrides=[*TINY, "train.checkpoint_every=5"])
     with pytest.raises(SfbdError, match=r"differs in train.checkpoint_every\)"):
         Run(other, tmp_path, progress=False).execute()
+
+
+def test_starting_over_clears_the_stored_noisy_set_but_not_a_users_files(tmp_path):
+    from sfbd.run.directory import RunDirectory
+
+    cfg = load_config(overrides=[*TINY, "sfbd.iterations=1"])
+    Run(cfg, tmp_path / "r", progress=False).execute(max_stages=1)
+    data = tmp_path / "r" / "data"
+    assert (data / "noisy.npy").is_file() and (data / "noisy.json").is_file()
+    (data / "mine.txt").write_text("keep me")
+    RunDirectory(tmp_path / "r").clear()
+    assert sorted(p.name for p in data.iterdir()) == ["mine.txt"]

@@ -270,7 +270,7 @@ def load_problem(cfg: Config) -> Problem:
 
 # -- the arrays a run stores in DIR/data ---------------------------------------------------
 
-STORED = ("noisy", "clean", "pretrain")  # training arrays; the others are only read for metrics
+STORED = ("noisy", "clean", "pretrain")  # training arrays (run.directory.STORED clears them)
 FIX = "use an --out on a larger disk"
 
 

@@ -37,8 +37,8 @@ OUTPUTS = (
     "fid_ref.npz",
     "fd_dinov2_ref.npz",
     "manifest.json",
-    "data",
 )
+STORED = ("noisy", "clean", "pretrain")  # DIR/data/NAME.npy + NAME.json: stored training arrays
 STEP_CHECKPOINT = "step"  # checkpoints/step.{safetensors,json}: the latest mid-stage state
 
 
@@ -132,6 +132,15 @@ class RunDirectory:
                 shutil.rmtree(path)
             elif path.exists():
                 path.unlink()
+        data = self.data_dir()  # only the files sfbd writes there: a user's own stay
+        if data.is_dir():
+            for f in [
+                *data.glob(".*.tmp"),
+                *(data / f"{n}{x}" for n in STORED for x in (".npy", ".json")),
+            ]:
+                f.unlink(missing_ok=True)
+            if not any(data.iterdir()):
+                data.rmdir()
 
     # -- metrics.json --------------------------------------------------------------------
     def metrics(self) -> list[dict]:
