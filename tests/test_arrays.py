@@ -40,6 +40,7 @@ def test_uint8_view_reads_the_whole_conversion_bit_for_bit(images):
     assert np.array_equal(view[-1], whole[-1])
     assert np.array_equal(view[whole[:, 0, 0, 0] > 0], whole[whole[:, 0, 0, 0] > 0])
     assert np.array_equal(np.asarray(view), whole)
+    assert view[[]].shape == (0, 3, 4, 4)
     with pytest.raises(IndexError):
         view[np.array([300])]
 

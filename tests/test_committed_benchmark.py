@@ -128,6 +128,7 @@ SCRIPTS = {
     "ONLINE_RAMP.md": "online_ramp.py",
     "BF16_SAMPLING.md": "bf16_sampling.py",
     "SOAK.md": "soak.py",
+    "MEMORY.md": "memory.py",
 }
 
 

@@ -54,6 +54,8 @@ def _positions(key: Any, n: int) -> np.ndarray | slice:
             return slice(start, max(start, stop))
         return np.arange(start, stop, step, dtype=np.int64)
     pos = np.asarray(key)
+    if pos.size == 0:
+        return np.zeros(0, dtype=np.int64)
     if pos.dtype == bool:
         if pos.shape != (n,):
             raise IndexError(f"a boolean index must have shape ({n},), got {pos.shape}")
