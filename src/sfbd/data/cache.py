@@ -121,15 +121,19 @@ def cached(
     root = cache_root(cache_dir)
     npy, meta = _paths(root, name, key)
     fix = "set data.cache_dir (or SFBD_CACHE) to a larger disk"
+
+    def build_and_store() -> None:
+        store(npy, meta, key, np.asarray(build()), f"the data cache {npy.name}", fix)
+
     me = distributed.info()
     try:
         if me.is_main and not valid(npy, meta, key):
-            store(npy, meta, key, np.asarray(build()), f"the data cache {npy.name}", fix)
+            build_and_store()
         distributed.barrier()
         missing = not valid(npy, meta, key)
         if any(distributed.all_gather_object(missing)):
             if missing and me.local_rank == 0:  # this node does not see rank 0's cache
-                store(npy, meta, key, np.asarray(build()), f"the data cache {npy.name}", fix)
+                build_and_store()
             distributed.barrier()
     except PermissionError as exc:
         raise DataError(

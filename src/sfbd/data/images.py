@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from sfbd.errors import ConfigError, DataError
+from sfbd.io.arrays import to_float32
 from sfbd.io.cache import default_cache_dir, download_verified, file_digest
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -79,7 +80,7 @@ def to_model_space(images: np.ndarray) -> np.ndarray:
     """Map uint8 images (N, C, H, W) in [0, 255] to float32 in [-1, 1] (x / 127.5 - 1)."""
     if images.dtype != np.uint8:
         raise DataError(f"expected uint8 images, got dtype {images.dtype}")
-    return images.astype(np.float32) / 127.5 - 1.0
+    return to_float32(images)
 
 
 # --------------------------------------------------------------------------- image folders

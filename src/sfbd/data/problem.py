@@ -65,6 +65,13 @@ class Problem:
         """Model-space samples (n, *) in the data's scale (float32)."""
         return self.corruption.decode(z)
 
+    def decoded(self, z: SampleArray) -> SampleArray:
+        """A model-space sample array in the data's scale: ``z`` itself when the model space
+        is the data's, else a view decoding rows as they are read."""
+        if not self.corruption.transforms:
+            return z
+        return Samples(z, fn=lambda x, pos: self.decode(x))
+
     @property
     def is_image(self) -> bool:
         return len(self.shape) == 3
@@ -270,11 +277,11 @@ def load_problem(cfg: Config) -> Problem:
 
 # -- the arrays a run stores in DIR/data ---------------------------------------------------
 
-STORED = ("noisy", "clean", "pretrain")  # training arrays (run.directory.STORED clears them)
+STORED = ("noisy", "clean", "pretrain")  # the training arrays stored in DIR/data
 FIX = "use an --out on a larger disk"
 
 
-def _sources_key(cfg: Config) -> dict[str, Any]:
+def sources_key(cfg: Config) -> dict[str, Any]:
     """What the stored arrays are made from: the data configuration and each input file's
     identity (path, size, modification time), so a changed input is never trusted."""
     d = dataclasses.asdict(cfg.data)
@@ -296,9 +303,9 @@ def to_store(prob: Problem) -> list[str]:
     return [n for n in STORED if getattr(prob, n) is not None and computed(getattr(prob, n))]
 
 
-def store_bytes(prob: Problem, cfg: Config, folder: Path) -> int:
-    """Bytes :func:`store_problem` still has to write to ``folder``."""
-    key = _sources_key(cfg)
+def store_bytes(prob: Problem, key: dict[str, Any], folder: Path) -> int:
+    """Bytes :func:`store_problem` still has to write to ``folder`` (``key``:
+    :func:`sources_key`)."""
     total = 0
     for name in to_store(prob):
         npy, meta = _stored_paths(folder, name)
@@ -307,20 +314,24 @@ def store_bytes(prob: Problem, cfg: Config, folder: Path) -> int:
     return total
 
 
-def store_problem(prob: Problem, cfg: Config, folder: Path, *, write: bool) -> Problem:
+def store_problem(
+    prob: Problem, cfg: Config, folder: Path, *, write: bool, key: dict[str, Any] | None = None
+) -> Problem:
     """``prob`` with its computed training arrays (the benchmark's noisy set, model-space
     transforms) stored in ``folder`` as float32 .npy and memory-mapped.
 
     With ``write`` (rank 0) a missing, truncated or stale file is written first, chunk by
     chunk and atomically, after a disk-space check; without it (the other ranks, after a
     barrier) the files are only opened. Each file's JSON record holds the key it was made
-    from: the data configuration and the identity of every input file."""
-    key = _sources_key(cfg)
+    from: the data configuration and the identity of every input file (``key``, default
+    :func:`sources_key` of ``cfg``, computed only when writing)."""
     changes = {}
     for name in to_store(prob):
         npy, meta = _stored_paths(folder, name)
-        k = {**key, "array": name}
-        if write and not cache.valid(npy, meta, k):
-            cache.store(npy, meta, k, getattr(prob, name), f"the run's {name} set", FIX)
+        if write:
+            key = sources_key(cfg) if key is None else key
+            k = {**key, "array": name}
+            if not cache.valid(npy, meta, k):
+                cache.store(npy, meta, k, getattr(prob, name), f"the run's {name} set", FIX)
         changes[name] = open_npy(npy)
     return dataclasses.replace(prob, **changes)

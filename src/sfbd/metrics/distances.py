@@ -23,6 +23,8 @@ import math
 import numpy as np
 from scipy.spatial.distance import cdist, pdist
 
+from sfbd.io.arrays import CHUNK_ELEMENTS, chunk_rows
+
 __all__ = [
     "bandwidth_median",
     "data_range_of",
@@ -55,9 +57,6 @@ def _pair(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return xs, ys
 
 
-_CHUNK = 1 << 20  # values read at a time from a large input (a memory map, a lazy view)
-
-
 def _rows(a: object) -> np.ndarray:
     """``a`` as something with a length and row indexing: arrays and sample views as they are
     (not converted), anything else (lists) through ``np.asarray``."""
@@ -66,7 +65,7 @@ def _rows(a: object) -> np.ndarray:
 
 def _large(a: np.ndarray) -> bool:
     """Whether ``a`` is too large to convert to float64 whole (it is read in chunks)."""
-    return len(a) * math.prod(np.shape(a)[1:]) > _CHUNK if np.ndim(a) else False
+    return len(a) * math.prod(np.shape(a)[1:]) > CHUNK_ELEMENTS if np.ndim(a) else False
 
 
 def _dims(x: np.ndarray, y: np.ndarray) -> int:
@@ -82,7 +81,7 @@ def _dims(x: np.ndarray, y: np.ndarray) -> int:
 
 def _projected(a: np.ndarray, name: str, theta: np.ndarray) -> np.ndarray:
     """``a`` (N, *) flattened and projected on ``theta`` (D, P), chunk by chunk: (N, P)."""
-    step = max(1, _CHUNK // theta.shape[0])
+    step = chunk_rows(np.shape(a))
     out = np.empty((len(a), theta.shape[1]))
     for start in range(0, len(a), step):
         out[start : start + step] = _as_samples(a[start : start + step], name) @ theta

@@ -157,7 +157,7 @@ class ShardedDenoiser:
 
     def bytes_per_sample(self) -> int:
         """Disk bytes of one denoised sample."""
-        return math.prod(self.prob.shape) * self.dtype.itemsize
+        return denoised_bytes(self.cfg, self.prob.shape)
 
     def _read_shard(self, folder: Path, r: range, redo: bool = True) -> SampleArray | None:
         """A shard's samples (memory-mapped) if its file is complete and holds exactly the
@@ -187,6 +187,11 @@ class ShardedDenoiser:
     def _check_disk(folder: Path, needed: int) -> None:
         """Refuse to start denoising when the disk cannot hold the denoised set."""
         require_free(folder, needed, "the denoised set", "use an --out on a larger disk")
+
+
+def denoised_bytes(cfg: Config, shape: tuple[int, ...]) -> int:
+    """Disk bytes of one denoised sample of ``shape`` in ``sample.denoised_dtype``."""
+    return math.prod(shape) * np.dtype(cfg.sample.denoised_dtype).itemsize
 
 
 def read_denoised(run_dir: str | Path, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from sfbd.config import Config, dump_yaml, to_dict
+from sfbd.data.problem import STORED  # DIR/data/NAME.npy + NAME.json: stored training arrays
 from sfbd.errors import SfbdError
 from sfbd.io.atomic import atomic_write_text
 from sfbd.io.manifest import Manifest
@@ -38,7 +39,6 @@ OUTPUTS = (
     "fd_dinov2_ref.npz",
     "manifest.json",
 )
-STORED = ("noisy", "clean", "pretrain")  # DIR/data/NAME.npy + NAME.json: stored training arrays
 STEP_CHECKPOINT = "step"  # checkpoints/step.{safetensors,json}: the latest mid-stage state
 
 

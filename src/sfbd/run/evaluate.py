@@ -28,7 +28,6 @@ from sfbd.diffusion.precond import Denoiser
 from sfbd.errors import ConfigError, DataError
 from sfbd.io.arrays import (
     SampleArray,
-    Samples,
     Stacked,
     chunk_rows,
     chunks,
@@ -94,9 +93,7 @@ def fid_reference_images(prob: Problem) -> SampleArray | None:
     if prob.reference is not None:
         return prob.reference
     if prob.noisy_truth is not None:
-        clean = prob.clean
-        if prob.corruption.transforms:
-            clean = Samples(clean, fn=lambda z, pos: prob.decode(z))
+        clean = prob.decoded(prob.clean)
         return Stacked([clean, prob.noisy_truth]) if len(clean) else prob.noisy_truth
     return None
 

@@ -28,10 +28,10 @@ import torch
 
 from sfbd import __version__
 from sfbd.data import Problem, load_problem
-from sfbd.data.problem import store_bytes, store_problem
+from sfbd.data.problem import sources_key, store_bytes, store_problem
 from sfbd.diffusion.schedule import edm_sigmas
 from sfbd.errors import ConfigError
-from sfbd.io.arrays import Samples
+from sfbd.io.arrays import SampleArray
 from sfbd.io.atomic import save_npy
 from sfbd.io.checkpoint import save_checkpoint
 from sfbd.io.disk import require_free
@@ -41,7 +41,7 @@ from sfbd.methods.base import Stage
 from sfbd.models import parameter_count
 from sfbd.rng import stream_id
 from sfbd.run import state as run_state
-from sfbd.run.denoise import ShardedDenoiser, read_denoised
+from sfbd.run.denoise import ShardedDenoiser, denoised_bytes, read_denoised
 from sfbd.run.directory import RunDirectory, denoised_dir, shard_path, stage_stem, step_stem
 from sfbd.run.evaluate import (
     FrechetMetrics,
@@ -96,7 +96,7 @@ def prepare_disk(
     it then writes the computed training arrays (the benchmark's noisy set, model-space
     transforms) once to ``DIR/data``, while the other ranks wait, then memory-map them."""
     if main:
-        per = math.prod(prob.shape) * np.dtype(cfg.sample.denoised_dtype).itemsize
+        per = denoised_bytes(cfg, prob.shape)
         shards = distributed.shard_indices(len(prob.noisy), cfg.sample.shard_size)
         denoise_bytes = 0
         for stage in todo:
@@ -104,11 +104,12 @@ def prepare_disk(
                 folder = rundir.denoised_dir(stage.iteration)
                 missing = [r for r in shards if not shard_path(folder, r).is_file()]
                 denoise_bytes += sum(len(r) for r in missing) * per
-        stored = store_bytes(prob, cfg, rundir.data_dir())
+        key = sources_key(cfg)  # stats every input file: once
+        stored = store_bytes(prob, key, rundir.data_dir())
         what = "the rest of this run (the denoised sets E_k"
         what += " and the stored noisy set)" if stored else ")"
         require_free(rundir.out, stored + denoise_bytes, what, "use an --out on a larger disk")
-        prob = store_problem(prob, cfg, rundir.data_dir(), write=True)
+        prob = store_problem(prob, cfg, rundir.data_dir(), write=True, key=key)
     distributed.barrier()
     if not main:
         prob = store_problem(prob, cfg, rundir.data_dir(), write=False)
@@ -157,7 +158,7 @@ class Run:
         return self.dir.stage_stem(iteration)
 
     # -- the StageContext a method sees --------------------------------------------------
-    def denoise(self, k: int) -> np.ndarray:
+    def denoise(self, k: int) -> SampleArray:
         return self.denoiser.full_pass(k, self.state.ema, self.stop)
 
     def backward(self, index: np.ndarray, visit: int) -> torch.Tensor:
@@ -277,9 +278,8 @@ class Run:
             self._log(f"stage {k} ({stage.name}) already trained: evaluating")
         self.carry = tset.state()
         denoised = tset.denoised()
-        if denoised is not None and prob.corruption.transforms:
-            # E_k in the data's scale, for metrics and pictures, decoded as it is read
-            denoised = Samples(denoised, fn=lambda z, pos: prob.decode(z))
+        if denoised is not None:  # E_k in the data's scale, for metrics and pictures
+            denoised = prob.decoded(denoised)
         desc = f"stage {k} {stage.name}: sample"
         samples = generate_eval(
             state.ema,

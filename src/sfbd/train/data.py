@@ -26,7 +26,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 import torch
 
-from sfbd.io.arrays import SampleArray, chunk_rows, gather
+from sfbd.io.arrays import SampleArray, chunks, gather
 
 
 class TrainingSet(ABC):
@@ -157,8 +157,6 @@ def _fits_on_gpu(data: SampleArray, device: torch.device) -> bool:
 def _to_device(data: SampleArray, device: torch.device) -> torch.Tensor:
     """The whole array on ``device``, copied a chunk at a time (host memory stays small)."""
     out = torch.empty(tuple(data.shape), dtype=torch.float32, device=device)
-    step = chunk_rows(data.shape)
-    for start in range(0, len(data), step):
-        part = slice(start, min(start + step, len(data)))
-        out[part] = torch.from_numpy(gather(data, part)).to(device)
+    for start, x in chunks(data):
+        out[start : start + len(x)] = torch.from_numpy(x).to(device)
     return out
