@@ -30,8 +30,11 @@ def _entry(rank: int, world: int, port: int, fn: Callable, args: tuple) -> None:
     distributed.init("cpu", timeout_s=120)
     try:
         fn(rank, world, *args)
-    finally:
-        distributed.destroy()
+    except BaseException:
+        distributed.destroy(finished=False)
+        raise  # torch.multiprocessing reports it to the parent
+    distributed.destroy()
+    distributed.leave(0)  # skip the teardown that gloo's threads can abort (see leave)
 
 
 def run_ranks(world: int, fn: Callable, *args: object) -> None:

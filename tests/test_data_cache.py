@@ -38,6 +38,34 @@ def test_built_once_then_mapped(tmp_path):
     assert freed > 2 * arr.nbytes and cache.entries(tmp_path) == []
 
 
+def test_a_conversions_warnings_are_kept_and_repeated_on_every_open(tmp_path):
+    import warnings
+
+    arr = np.zeros((2, 3), np.float32)
+    calls = []
+
+    def build():
+        calls.append(1)
+        warnings.warn("copy is not the official release", UserWarning, stacklevel=1)
+        warnings.warn("old API", DeprecationWarning, stacklevel=1)
+        return arr
+
+    with (
+        pytest.warns(DeprecationWarning, match="old API"),
+        pytest.warns(UserWarning, match="not the official release"),
+    ):
+        cache.cached("w", {"v": 1}, build, tmp_path)
+    with warnings.catch_warnings(record=True) as again:  # a hit: no build, same data warning
+        warnings.simplefilter("always")
+        cache.cached("w", {"v": 1}, build, tmp_path)
+    assert calls == [1]
+    assert [(w.category, str(w.message)) for w in again] == [
+        (UserWarning, "copy is not the official release")
+    ]
+    (meta,) = tmp_path.glob("w-*.json")
+    assert json.loads(meta.read_text())["warnings"] == ["copy is not the official release"]
+
+
 @pytest.mark.parametrize("damage", ["truncate", "no-record", "other-key", "bad-size"])
 def test_damaged_or_stale_caches_are_rebuilt(tmp_path, damage):
     arr = np.random.default_rng(0).standard_normal((50, 4)).astype(np.float32)
@@ -118,6 +146,77 @@ def test_a_killed_build_leaves_only_a_temporary_that_the_next_build_removes(tmp_
     done = subprocess.run([sys.executable, "-c", script], env=cli_env())
     assert done.returncode == 0
     assert not list(tmp_path.glob(".*.tmp")) and len(cache.entries(tmp_path)) == 1
+
+
+def _streamed(tmp_path, calls):
+    want = np.arange(5 * 2 * 3 * 3, dtype=np.uint8).reshape(5, 2, 3, 3)
+
+    def build(allocate):
+        calls.append(1)
+        out = allocate(want.shape)
+        assert isinstance(out, np.memmap) and os.path.dirname(out.filename) == str(tmp_path)
+        assert os.path.basename(out.filename).startswith(".")  # a temporary until complete
+        for i in range(len(want)):  # row by row, as an image reader fills it
+            out[i] = want[i]
+        return out
+
+    return build, want
+
+
+def test_a_streamed_build_writes_into_the_cache_file(tmp_path):
+    calls = []
+    build, want = _streamed(tmp_path, calls)
+    got = cache.cached("s", {"v": 1}, build, tmp_path, streamed=True)
+    assert isinstance(got, np.memmap) and got.dtype == np.uint8 and np.array_equal(got, want)
+    again = cache.cached("s", {"v": 1}, build, tmp_path, streamed=True)
+    assert calls == [1] and np.array_equal(again, want)
+    (meta,) = tmp_path.glob("s-*.json")
+    info = json.loads(meta.read_text())
+    assert info["shape"] == [5, 2, 3, 3] and info["dtype"] == "uint8"
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_failed_or_refused_streamed_build_leaves_nothing(tmp_path, monkeypatch):
+    import shutil
+
+    def half_then_fail(allocate):
+        out = allocate((4, 3))
+        out[:2] = 1
+        raise ValueError("image 3 is broken")
+
+    with pytest.raises(ValueError, match="image 3 is broken"):
+        cache.cached("s", {"v": 1}, half_then_fail, tmp_path, streamed=True)
+    with pytest.raises(TypeError, match="must return the array it allocated"):
+        cache.cached("s", {"v": 1}, lambda allocate: np.zeros(3), tmp_path, streamed=True)
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr("sfbd.io.disk.shutil.disk_usage", lambda p: usage._replace(free=10))
+    with pytest.raises(SfbdError, match=r"not enough disk space .* 1,000 bytes"):
+        cache.cached("s", {"v": 1}, lambda allocate: allocate((10, 100)), tmp_path, streamed=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_killed_streamed_build_leaves_only_a_temporary(tmp_path):
+    import subprocess
+    import sys
+
+    from run_helpers import cli_env
+
+    script = (
+        "import os, signal; from sfbd.data import cache\n"
+        "def build(allocate):\n"
+        "    out = allocate((100, 10)); out[:50] = 3\n"
+        "    if os.environ.get('DIE'): os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    out[50:] = 3; return out\n"
+        f"cache.cached('s', {{'v': 1}}, build, {str(tmp_path)!r}, streamed=True)\n"
+    )
+    died = subprocess.run([sys.executable, "-c", script], env={**cli_env(), "DIE": "1"})
+    assert died.returncode == -9
+    assert [p.name.endswith(".tmp") for p in tmp_path.iterdir()] == [True]
+    done = subprocess.run([sys.executable, "-c", script], env=cli_env())
+    assert done.returncode == 0
+    assert not list(tmp_path.glob(".*.tmp")) and len(cache.entries(tmp_path)) == 1
+    (npy,) = tmp_path.glob("s-*.npy")
+    assert (np.load(npy) == 3).all()
 
 
 def _ranks_build(rank, world, root, counts, local):

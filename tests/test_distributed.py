@@ -144,8 +144,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_process_gloo_collectives() -> None:
-    world = 2
+def _spawn(worker: str, world: int = 2) -> list[subprocess.Popen[str]]:
+    """``python -c worker`` as ranks 0..world-1 of a gloo job on this machine."""
     port = _free_port()
     procs = []
     for rank in range(world):
@@ -161,13 +161,19 @@ def test_two_process_gloo_collectives() -> None:
         }
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-c", _WORKER],
+                [sys.executable, "-c", worker],
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
             )
         )
+    return procs
+
+
+def test_two_process_gloo_collectives() -> None:
+    world = 2
+    procs = _spawn(_WORKER, world)
     results = []
     try:
         for p in procs:
@@ -187,3 +193,58 @@ def test_two_process_gloo_collectives() -> None:
         # gathered per rank, in rank order: together every index once
         assert sorted(i for part in r["gathered"] for i in part) == list(range(11))
         assert r["gathered"][0] == [0, 1, 2, 6, 7, 8]
+
+
+def test_leave_exits_plainly_without_a_group_and_skips_teardown_after_one(monkeypatch):
+    from sfbd.runtime import distributed as D
+
+    with pytest.raises(SystemExit) as exc:
+        D.leave(3)
+    assert exc.value.code == 3
+
+    class Stream:
+        def __init__(self):
+            self.flushed = 0
+
+        def flush(self):
+            self.flushed += 1
+
+    class Exited(Exception):
+        pass
+
+    def fake_exit(code):
+        raise Exited(code)
+
+    monkeypatch.setattr(D, "_started", True)
+    monkeypatch.setattr(D.os, "_exit", fake_exit)
+    out, err = Stream(), Stream()
+    monkeypatch.setattr(D.sys, "stdout", out)
+    monkeypatch.setattr(D.sys, "stderr", err)
+    with pytest.raises(Exited) as ended:
+        D.leave(5)
+    assert ended.value.args == (5,) and out.flushed >= 1 and err.flushed >= 1
+
+
+_DDP_WORKER = textwrap.dedent(
+    """
+    import sys, torch
+    from sfbd.runtime import distributed as D
+
+    me = D.init("cpu", timeout_s=60)
+    ddp = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(3, 2))
+    ddp(torch.ones(4, 3)).sum().backward()
+    del ddp
+    D.destroy()
+    print("done", me.rank, end="")  # unflushed: leave() must flush it
+    sys.stderr.write("bye")
+    D.leave(7)
+    """
+)
+
+
+def test_a_ddp_process_leaves_with_its_code_and_its_output():
+    procs = _spawn(_DDP_WORKER)
+    for rank, p in enumerate(procs):
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 7, err[-2000:]
+        assert out == f"done {rank}" and err.endswith("bye")

@@ -56,6 +56,19 @@ def test_folder_exact_values_order_and_zip_equivalence(tmp_path):
     assert np.array_equal(x, z)
 
 
+def test_a_folder_can_be_read_into_a_given_array(tmp_path):
+    _write_pngs(tmp_path, {"a.png": _rgb(1), "b.png": _rgb(2)})
+    given = []
+
+    def allocate(shape):
+        given.append(np.full(shape, 9, np.uint8))
+        return given[-1]
+
+    got = load_image_folder(tmp_path, allocate=allocate)
+    assert len(given) == 1 and got is given[0] and got.shape == (2, 3, 3, 4)
+    assert np.array_equal(got, load_image_folder(tmp_path))  # every value written
+
+
 def test_grayscale_gives_one_channel_and_alpha_is_dropped(tmp_path):
     gray = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
     Image.fromarray(gray).save(tmp_path / "g.png")

@@ -183,6 +183,21 @@ def test_the_benchmark_noisy_set_is_stored_once_memory_mapped_and_rebuilt_when_d
     assert np.array_equal(again.noisy, np.asarray(load_problem(other).noisy))
 
 
+def test_the_stored_arrays_key_holds_the_data_roots_identity(tmp_path):
+    import os
+
+    from sfbd.data.problem import sources_key
+
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    archive.write_bytes(b"one")
+    cfg = _cfg("data.source=cifar10", f"data.root={archive}")
+    before = sources_key(cfg)
+    assert before["files"]["root"]["size"] == 3
+    os.utime(archive, ns=(5, 5))  # another archive under the same path and settings
+    assert sources_key(cfg) != before
+    assert "root" not in sources_key(_cfg("data.source=cifar10"))["files"]  # the download cache
+
+
 def _noisy_index(cfg):
     """The source indices of the noisy samples, as split_benchmark draws them."""
     d = cfg.data

@@ -178,3 +178,59 @@ def test_celeba_needs_root_and_folders_load(tmp_path):
     assert np.allclose(x[1], 60 / 127.5 - 1)
     with pytest.raises(DataError, match="would quantize the noise"):
         load_array(tmp_path, "data.noisy", images_ok=False)
+
+
+def test_cifar10_and_celeba_are_converted_once_into_the_data_cache(tmp_path, monkeypatch):
+    import os
+
+    from PIL import Image
+    from test_images import _celeba_image, _fake_cifar_dir, _tar_dir
+
+    from sfbd.data import images
+
+    tarball = _tar_dir(_fake_cifar_dir(tmp_path / "src"), tmp_path / "cifar-10-python.tar.gz")
+    store = tmp_path / "cache"
+    with pytest.warns(UserWarning, match="not the official release"):
+        x, scale = builtin("cifar10", 0, root=str(tarball), cache_dir=str(store))
+    with pytest.warns(UserWarning, match="not the official release"):
+        want = images.to_model_space(images.load_cifar10(tarball))
+    assert scale == "uint8" and x.shape == (15, 3, 32, 32)
+    assert np.array_equal(np.asarray(x), np.asarray(want))
+    assert isinstance(x.raw, np.memmap) and x.raw.dtype == np.uint8  # mapped; float32 per read
+
+    def never(*args, **kwargs):
+        raise AssertionError("the cache should have been used")
+
+    monkeypatch.setattr(images, "load_cifar10", never)
+    with pytest.warns(UserWarning, match="not the official release"):  # repeated from the cache
+        again, _ = builtin("cifar10", 0, root=str(tarball), cache_dir=str(store))
+    assert np.array_equal(np.asarray(again), np.asarray(want))
+    monkeypatch.undo()
+    os.utime(tarball, ns=(1, 1))  # another archive at the same path: converted again
+    monkeypatch.setattr(images, "load_cifar10", lambda root: np.zeros((1, 3, 32, 32), np.uint8))
+    assert builtin("cifar10", 0, root=str(tarball), cache_dir=str(store))[0].shape[0] == 1
+    monkeypatch.undo()
+    with pytest.raises(DataError, match="CIFAR-10 path .* not found"):
+        builtin("cifar10", 0, root=str(tmp_path / "nowhere"), cache_dir=str(store))
+
+    folder = tmp_path / "img_align_celeba"
+    folder.mkdir()
+    for i in range(3):
+        _celeba_image((40 * i, 0, 0), (0, 0, 0)).save(folder / f"{i:06d}.png")
+    a, _ = builtin("celeba", 2, root=str(folder), image_size=8, cache_dir=str(store))
+    b, _ = builtin("celeba", 3, root=str(folder), image_size=4, cache_dir=str(store))
+    assert a.shape == (2, 3, 8, 8) and b.shape == (3, 3, 4, 4)  # n and size are in the key
+    assert np.array_equal(np.asarray(a), np.asarray(to_model_space_of(folder, 8, 2)))
+    assert len(list(store.glob("celeba-*.npy"))) == 2 and len(list(store.glob("cifar10-*"))) == 4
+    Image.fromarray(np.zeros((218, 178, 3), np.uint8)).save(folder / "000000.png")
+    os.utime(folder / "000000.png", ns=(2, 2))
+    c, _ = builtin("celeba", 2, root=str(folder), image_size=8, cache_dir=str(store))
+    assert np.asarray(c)[0].min() == -1.0 and np.asarray(c)[0].max() == -1.0  # the new file
+    with pytest.raises(DataError, match="CelebA folder .* not found"):
+        builtin("celeba", 2, root=str(tmp_path / "none"), cache_dir=str(store))
+
+
+def to_model_space_of(folder, size, n):
+    from sfbd.data import images
+
+    return images.to_model_space(images.load_celeba(folder, size=size, limit=n))

@@ -46,6 +46,21 @@ def stream_id(*parts: object) -> int:
     return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") >> 1
 
 
+def _splitmix64_(z: torch.Tensor, tmp: torch.Tensor) -> torch.Tensor:
+    """:func:`splitmix64` in place on ``z`` (``tmp``: int64 scratch of its shape)."""
+    z.add_(_GOLDEN)
+    for shift, mult in ((30, _C1), (27, _C2), (31, None)):
+        torch.bitwise_right_shift(z, shift, out=tmp)
+        tmp.bitwise_and_((1 << (64 - shift)) - 1)
+        z.bitwise_xor_(tmp)
+        if mult is not None:
+            z.mul_(mult)
+    return z
+
+
+CHUNK_VALUES = 1 << 17  # uniforms per working buffer on the CPU (1 MiB of int64)
+
+
 def keyed_randn(
     keys: torch.Tensor,
     shape: tuple[int, ...],
@@ -56,6 +71,18 @@ def keyed_randn(
 ) -> torch.Tensor:
     """Standard normal noise (B, *shape), row b a function of (stream, keys[b], counter) only.
 
+    Row b, element j of the n = prod(shape) is Box-Muller of two uniforms from hashes::
+
+        base_b = splitmix64(splitmix64(keys[b] ^ stream) + counter * 0x632BE59BD9B4E019)
+        h_bi   = splitmix64(base_b ^ splitmix64(i)),          i = 0 .. 2n-1
+        u_bi   = ((h_bi >>> 11) + 0.5) * 2**-53                in (0, 1)
+        z_bj   = sqrt(-2 log u_bj) * cos(2 pi u_b(n+j))
+
+    computed in float64 and rounded to ``dtype``. On the CPU the rows go through three reused
+    working buffers of about :data:`CHUNK_VALUES` values, in place, so a call allocates no
+    temporaries of its output's size beyond the output (the values are those of the formula
+    evaluated whole, bit for bit).
+
     Args:
         keys: (B,) integer keys, typically the sample indices.
         shape: per-sample shape.
@@ -64,6 +91,7 @@ def keyed_randn(
             streams 0 and 1 give the same rows for keys 0..N-1, only permuted (key k of one is
             key k ^ 1 of the other).
         counter: draw number within the stream (e.g. the sampler step).
+        dtype: the output's dtype.
     Returns:
         (B, *shape) tensor on ``keys.device``.
     """
@@ -71,10 +99,26 @@ def keyed_randn(
     numel = 1
     for s in shape:
         numel *= int(s)
+    n_rows, dev = keys.shape[0], keys.device
+    out = torch.empty((n_rows, numel), dtype=dtype, device=dev)
+    if n_rows == 0 or numel == 0:
+        return out.reshape((n_rows, *shape))
     base = splitmix64(splitmix64(keys ^ _s64(stream)) + _s64(counter * 0x632BE59BD9B4E019))
-    idx = torch.arange(2 * numel, dtype=torch.int64, device=keys.device)
-    h = splitmix64(base[:, None] ^ splitmix64(idx)[None, :])
-    u = (_srl(h, 11).to(torch.float64) + 0.5) * 2.0**-53  # in (0, 1)
-    u1, u2 = u[:, :numel], u[:, numel:]
-    z = (-2.0 * u1.log()).sqrt() * torch.cos(2.0 * torch.pi * u2)
-    return z.to(dtype).reshape((keys.shape[0], *shape))
+    mixed = splitmix64(torch.arange(2 * numel, dtype=torch.int64, device=dev))
+    rows = n_rows if dev.type != "cpu" else max(1, min(n_rows, CHUNK_VALUES // (2 * numel)))
+    h = torch.empty((rows, 2 * numel), dtype=torch.int64, device=dev)
+    tmp = torch.empty_like(h)
+    u = torch.empty((rows, 2 * numel), dtype=torch.float64, device=dev)
+    for start in range(0, n_rows, rows):
+        r = min(rows, n_rows - start)
+        hr, tr, ur = h[:r], tmp[:r], u[:r]
+        torch.bitwise_xor(base[start : start + r, None], mixed[None, :], out=hr)
+        _splitmix64_(hr, tr)
+        torch.bitwise_right_shift(hr, 11, out=tr)
+        ur.copy_(tr.bitwise_and_((1 << 53) - 1))
+        ur.add_(0.5).mul_(2.0**-53)
+        radius, angle = ur[:, :numel], ur[:, numel:]
+        radius.log_().mul_(-2.0).sqrt_()
+        angle.mul_(2.0 * torch.pi).cos_()
+        out[start : start + r].copy_(radius.mul_(angle))
+    return out.reshape((n_rows, *shape))

@@ -71,13 +71,15 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if distributed.env_info().distributed:  # started by torchrun: join the process group
         distributed.init(resolve_device(cfg.device).type)
+    finished = False
     try:
         with stop_on_signals(EARLY) as flag:
             Run(cfg, args.out, progress=not args.quiet).execute(
                 max_stages=args.max_stages, force=args.force, stop=flag
             )
+        finished = True
     finally:
-        distributed.destroy()
+        distributed.destroy(finished=finished)
     return 0
 
 

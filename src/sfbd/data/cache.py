@@ -12,7 +12,8 @@ memory-mapped ever after.
   JSON matches the key and the .npy has the recorded size, shape and dtype; a truncated, stale
   or foreign one is rebuilt. Both files are written atomically (temporary file, then rename):
   a process killed while writing leaves no cache behind, only a temporary file that the next
-  build of that cache removes.
+  build of that cache removes. Warnings the conversion gave (say, a CIFAR-10 copy that is not
+  the official release) are kept in the JSON and repeated each time the cache is opened.
 * Under torchrun, rank 0 builds a missing cache while the other ranks wait; a rank that then
   still sees none (its node keeps the cache folder on a local disk) has its node's local rank 0
   build it. On a shared filesystem every cache is built once.
@@ -20,18 +21,20 @@ memory-mapped ever after.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sfbd.errors import DataError
-from sfbd.io.arrays import SampleArray, open_npy, write_npy
+from sfbd.io.arrays import NpyWriter, SampleArray, open_npy, write_npy
 from sfbd.io.atomic import atomic_write_text
 from sfbd.io.disk import require_free
 from sfbd.runtime import distributed
@@ -86,44 +89,124 @@ def valid(npy: Path, meta: Path, key: dict[str, Any]) -> bool:
         return False
 
 
-def store(
-    npy: Path, meta: Path, key: dict[str, Any], arr: SampleArray, what: str, fix: str
-) -> None:
-    """Write ``arr`` (uint8 stays uint8, anything else becomes float32) to ``npy`` chunk by
-    chunk with its record ``meta``, both atomically, after checking the disk has room."""
-    dtype = np.uint8 if arr.dtype == np.uint8 else np.float32
+Allocate = Callable[[tuple[int, ...]], np.ndarray]
+
+
+def _clear_for(npy: Path, meta: Path) -> None:
+    """Make way for a new ``npy``: its folder exists, a killed writer's temporaries are gone,
+    and its record is removed (an array is valid only with its record, written last)."""
     npy.parent.mkdir(parents=True, exist_ok=True)
-    for stale in npy.parent.glob(f".{npy.name}.*.tmp"):  # left by a killed writer
+    for stale in npy.parent.glob(f".{npy.name}.*.tmp"):
         stale.unlink(missing_ok=True)
-    require_free(npy.parent, math.prod(arr.shape) * np.dtype(dtype).itemsize, what, fix)
-    meta.unlink(missing_ok=True)  # an array is valid only with its record, written last
-    write_npy(npy, arr, dtype)
+    meta.unlink(missing_ok=True)
+
+
+def _record(npy: Path, meta: Path, key: dict[str, Any], notes: list[str]) -> None:
+    """Write ``npy``'s record: the key, the array's shape, dtype and file size, the notes."""
+    arr = open_npy(npy)
     info = {
         "format": FORMAT,
         "key": key,
         "shape": list(arr.shape),
-        "dtype": np.dtype(dtype).name,
+        "dtype": arr.dtype.name,
         "bytes": npy.stat().st_size,
+        "warnings": notes,
     }
     atomic_write_text(meta, json.dumps(info, indent=1) + "\n")
+
+
+def store(
+    npy: Path,
+    meta: Path,
+    key: dict[str, Any],
+    arr: SampleArray,
+    what: str,
+    fix: str,
+    notes: list[str] | None = None,
+) -> None:
+    """Write ``arr`` (uint8 stays uint8, anything else becomes float32) to ``npy`` chunk by
+    chunk with its record ``meta``, both atomically, after checking the disk has room.
+    ``notes``: warnings the conversion gave, repeated whenever the cache is opened."""
+    dtype = np.uint8 if arr.dtype == np.uint8 else np.float32
+    _clear_for(npy, meta)
+    require_free(npy.parent, math.prod(arr.shape) * np.dtype(dtype).itemsize, what, fix)
+    write_npy(npy, arr, dtype)
+    _record(npy, meta, key, list(notes or []))
+
+
+def store_streamed(
+    npy: Path,
+    meta: Path,
+    key: dict[str, Any],
+    build: Callable[[Allocate], np.ndarray],
+    what: str,
+    fix: str,
+) -> None:
+    """Let ``build(allocate)`` write uint8 samples straight into ``npy``: it calls
+    ``allocate(shape)`` once, when it knows the shape, fills the memory-mapped array it gets
+    (after the disk check) and returns it. Nothing is held whole in memory; the file and its
+    record appear atomically, and the warnings ``build`` gave are kept in the record."""
+    _clear_for(npy, meta)
+    writer = NpyWriter(npy, np.uint8)
+
+    def allocate(shape: tuple[int, ...]) -> np.ndarray:
+        require_free(npy.parent, math.prod(shape), what, fix)
+        return writer.open(tuple(shape))
+
+    try:
+        with _kept_warnings() as notes:
+            arr = build(allocate)
+        if arr is not writer.array:
+            raise TypeError(f"{what}: a streamed build must return the array it allocated")
+        del arr
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    _record(npy, meta, key, notes)
+
+
+@contextlib.contextmanager
+def _kept_warnings() -> Iterator[list[str]]:
+    """Collect the UserWarnings of the block (about the data, e.g. a CIFAR-10 copy that is not
+    the official release) into the yielded list; other warnings go on as usual."""
+    notes: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield notes
+    for w in caught:
+        if issubclass(w.category, UserWarning):
+            notes.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def cached(
     name: str,
     key: dict[str, Any],
-    build: Callable[[], np.ndarray],
+    build: Callable[..., np.ndarray],
     cache_dir: str | os.PathLike[str] | None = None,
+    *,
+    streamed: bool = False,
 ) -> np.ndarray:
-    """The cached conversion of a source, memory-mapped: built with ``build()`` (an array of
-    uint8 images or numbers) unless a valid cache of ``key`` exists (see the module docstring).
+    """The cached conversion of a source, memory-mapped: built unless a valid cache of ``key``
+    exists (see the module docstring). ``build()`` returns the array (uint8 images or numbers);
+    with ``streamed``, ``build(allocate)`` writes uint8 images into the file instead (see
+    :func:`store_streamed`), so the conversion holds no copy of the data.
 
     Under torchrun every rank must call it (rank 0 builds while the others wait)."""
     root = cache_root(cache_dir)
     npy, meta = _paths(root, name, key)
     fix = "set data.cache_dir (or SFBD_CACHE) to a larger disk"
+    what = f"the data cache {npy.name}"
 
     def build_and_store() -> None:
-        store(npy, meta, key, np.asarray(build()), f"the data cache {npy.name}", fix)
+        if streamed:
+            store_streamed(npy, meta, key, build, what, fix)
+            return
+        with _kept_warnings() as notes:
+            arr = np.asarray(build())
+        store(npy, meta, key, arr, what, fix, notes)
 
     me = distributed.info()
     try:
@@ -140,6 +223,8 @@ def cached(
             f"cannot write the data cache in {str(root)!r} ({exc.strerror}); set "
             "data.cache_dir (or SFBD_CACHE) to a writable folder"
         ) from None
+    for note in json.loads(meta.read_text()).get("warnings", []):
+        warnings.warn(note, UserWarning, stacklevel=3)
     return open_npy(npy)
 
 

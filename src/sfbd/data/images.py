@@ -155,8 +155,10 @@ def _read_images(
     what: str,
     transform: Callable[[Image.Image, str], Image.Image] | None = None,
     limit: int | None = None,
+    allocate: Callable[[tuple[int, ...]], np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Read every image under ``path`` (sorted), optionally transformed, into (N, C, H, W)."""
+    """Read every image under ``path`` (sorted), optionally transformed, into (N, C, H, W)
+    uint8: a new array, or ``allocate(shape)``'s (a memory-mapped file, say), filled in place."""
     root = Path(path).expanduser()
     names, read, close = _list_images(root, what)
     try:
@@ -180,7 +182,8 @@ def _read_images(
             if out is None:
                 first = _describe(im)
                 chw = _to_chw(im)
-                out = np.empty((len(names), *chw.shape), dtype=np.uint8)
+                shape = (len(names), *chw.shape)
+                out = np.empty(shape, np.uint8) if allocate is None else allocate(shape)
                 out[0] = chw
                 continue
             if _describe(im) != first:
@@ -195,7 +198,12 @@ def _read_images(
         close()
 
 
-def load_image_folder(path: str | Path, *, what: str = "image folder") -> np.ndarray:
+def load_image_folder(
+    path: str | Path,
+    *,
+    what: str = "image folder",
+    allocate: Callable[[tuple[int, ...]], np.ndarray] | None = None,
+) -> np.ndarray:
     """Read a folder (recursively) or a ``.zip`` of PNG/JPEG images as uint8 (N, C, H, W).
 
     Files are taken in order of their relative path (so a folder and a zip of it give the same
@@ -203,9 +211,10 @@ def load_image_folder(path: str | Path, *, what: str = "image folder") -> np.nda
     images give C = 1 and colour images C = 3: palette and CMYK images are converted to RGB and
     an alpha channel is dropped (not composited). All images must share one size and mode;
     16-bit and float images are refused. ``what`` names the input in error messages (e.g. the
-    config key that gave the path).
+    config key that gave the path). ``allocate(shape)``, if given, supplies the array to fill
+    (the data cache passes a memory-mapped file, so no copy is held in memory).
     """
-    return _read_images(path, what)
+    return _read_images(path, what, allocate=allocate)
 
 
 # --------------------------------------------------------------------------- CIFAR-10
@@ -378,7 +387,13 @@ def load_cifar10(
 # --------------------------------------------------------------------------- CelebA
 
 
-def load_celeba(folder: str | Path, *, size: int = 64, limit: int | None = None) -> np.ndarray:
+def load_celeba(
+    folder: str | Path,
+    *,
+    size: int = 64,
+    limit: int | None = None,
+    allocate: Callable[[tuple[int, ...]], np.ndarray] | None = None,
+) -> np.ndarray:
     """Aligned CelebA as uint8 (N, 3, size, size), files in sorted order.
 
     ``folder`` is ``img_align_celeba/`` (the 178x218 aligned JPEGs), a folder that holds it, or
@@ -387,7 +402,8 @@ def load_celeba(folder: str | Path, *, size: int = 64, limit: int | None = None)
     i.e. left = (178 - 140) // 2, top = (218 - 140) // 2 as in NCSN/NCSNv2 (torchvision
     ``CenterCrop(140)``) and score-SDE (``central_crop(img, 140)``), then resized to size x size
     with Pillow's BILINEAR filter, which (like those pipelines' bilinear ``Resize`` / antialiased
-    ``tf.image.resize``) widens its kernel when shrinking, so it is antialiased.
+    ``tf.image.resize``) widens its kernel when shrinking, so it is antialiased. ``allocate``:
+    as for :func:`load_image_folder`.
     """
     if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 140:
         raise ConfigError(f"CelebA size must be an integer in 1..140, got {size!r}")
@@ -407,4 +423,4 @@ def load_celeba(folder: str | Path, *, size: int = 64, limit: int | None = None)
             im = im.convert("RGB")
         return im.crop(CELEBA_CROP_BOX).resize((size, size), _RESAMPLING.BILINEAR)
 
-    return _read_images(root, "CelebA folder", transform=crop, limit=limit)
+    return _read_images(root, "CelebA folder", transform=crop, limit=limit, allocate=allocate)

@@ -286,7 +286,7 @@ def sources_key(cfg: Config) -> dict[str, Any]:
     identity (path, size, modification time), so a changed input is never trusted."""
     d = dataclasses.asdict(cfg.data)
     files = {}
-    for name in ("source", "noisy", "clean", "pretrain", "sigma", "noise_cov"):
+    for name in ("source", "root", "noisy", "clean", "pretrain", "sigma", "noise_cov"):
         value = d.get(name)
         if isinstance(value, str) and value not in BUILTINS and Path(value).expanduser().exists():
             files[name] = cache.file_key(value)

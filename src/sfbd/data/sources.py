@@ -84,21 +84,47 @@ def builtin(
     if name == "digits":
         return digits(), "float"
     if name == "cifar10":
-        return images.to_model_space(images.load_cifar10(root)), "uint8"
+        return Samples(_cifar10(root, cache_dir)), "uint8"
     if name == "celeba":
         if root is None:
             raise DataError(
                 "data.source=celeba needs data.root: the folder of aligned CelebA images "
                 "(img_align_celeba), which must be downloaded by hand from the CelebA site"
             )
-        x = images.load_celeba(root, size=image_size, limit=n)
-        return images.to_model_space(x), "uint8"
+        return Samples(_celeba(root, n, image_size, cache_dir)), "uint8"
     gen = {"ring8": ring8, "checkerboard": checkerboard, "swissroll": swissroll}.get(name)
     if gen is None:
         raise DataError(f"unknown data source {name!r}: use one of {', '.join(BUILTINS)} or a path")
     key = [BUILTINS.index(name), 20250205] + ([draw] if draw else [])
     rng = np.random.default_rng(key)
     return gen(n, rng).astype(np.float32), "float"
+
+
+def _cifar10(root: str | None, cache_dir: str | None) -> np.ndarray:
+    """CIFAR-10's training images, uint8, through the data cache.
+
+    The key is the given archive or folder's identity, or, for the download cache's archive
+    (which is used only with the official MD5), that MD5: the images are then known."""
+    if root is not None and not Path(root).expanduser().exists():
+        images.load_cifar10(root)  # raises its 'not found' error
+    where = file_key(root) if root is not None else {"archive_md5": images.CIFAR10_MD5}
+    key = {"split": "train", **where}
+    return cached("cifar10", key, lambda: images.load_cifar10(root), cache_dir)
+
+
+def _celeba(root: str, n: int, image_size: int, cache_dir: str | None) -> np.ndarray:
+    """The first ``n`` aligned CelebA images at ``image_size``, uint8, through the data cache
+    (keyed by the folder's listing, ``n`` and the size)."""
+    if not Path(root).expanduser().exists():
+        raise DataError(f"CelebA folder {root!r} not found; check data.root")
+    key = {"size": image_size, "limit": n, **file_key(root)}
+    return cached(
+        "celeba",
+        key,
+        lambda allocate: images.load_celeba(root, size=image_size, limit=n, allocate=allocate),
+        cache_dir,
+        streamed=True,
+    )
 
 
 ARRAY_SUFFIXES = (".npy", ".npz")
@@ -180,7 +206,13 @@ def load_array(
                 "float array (8-bit images would quantize the noise)"
             )
         key = {**file_key(p), "what": "images"}
-        raw = cached("images", key, lambda: images.load_image_folder(p, what=what), cache_dir)
+        raw = cached(
+            "images",
+            key,
+            lambda allocate: images.load_image_folder(p, what=what, allocate=allocate),
+            cache_dir,
+            streamed=True,
+        )
         return Samples(raw), "uint8"
     if not p.exists():
         raise DataError(f"{what} file {str(p)!r} not found; check the path")

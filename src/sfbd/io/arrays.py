@@ -245,28 +245,60 @@ def value_range(a: SampleArray) -> tuple[float, float]:
     return lo, hi
 
 
+class NpyWriter:
+    """A .npy written in place through a memory map, made visible atomically.
+
+    :meth:`open` creates a temporary ``.NAME.PID.tmp`` beside ``path`` and returns it mapped
+    writable, (N, *) of ``dtype``; the caller fills it (its pages are the file's, not the
+    process's); :meth:`commit` flushes, syncs and renames it to ``path``; :meth:`abort`
+    removes it. A process killed in between leaves only the temporary.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], dtype: Any) -> None:
+        self.path = Path(path)
+        self.dtype = np.dtype(dtype)
+        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self.array: np.memmap | None = None
+
+    def open(self, shape: tuple[int, ...]) -> np.memmap:
+        """The writable map of the temporary file, of ``shape``."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.array = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=self.dtype, shape=shape)
+        return self.array
+
+    def commit(self) -> None:
+        """Make the written file ``path`` (flushed and synced first)."""
+        if self.array is None:
+            raise RuntimeError(f"{self.path}: commit() before open()")
+        self.array.flush()
+        self.array = None
+        with open(self.tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(self.tmp, 0o644)
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        """Drop the temporary file."""
+        self.array = None
+        self.tmp.unlink(missing_ok=True)
+
+
 def write_npy(path: str | os.PathLike[str], a: SampleArray, dtype: Any = np.float32) -> None:
     """Write ``a`` to ``path`` as a .npy of ``dtype``, chunk by chunk, atomically: the rows go
     to a temporary file beside ``path`` that is renamed to it only when complete."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    writer = NpyWriter(path, dtype)
     try:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=tuple(a.shape))
+        out = writer.open(tuple(a.shape))
         as_stored = isinstance(a, np.ndarray) and a.dtype == np.dtype(dtype)
         step = chunk_rows(a.shape)
         for start in range(0, len(a), step):  # stored values copied as they are, else float32
             part = slice(start, min(start + step, len(a)))
             out[part] = a[part] if as_stored else gather(a, part)
             faults.point("data.write")
-        out.flush()
         del out
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
+        writer.commit()
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        writer.abort()
         raise
 
 

@@ -17,12 +17,15 @@ Work division, both independent of the world size in *what* is computed:
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -102,7 +105,34 @@ def init(device_kind: str = "cpu", *, timeout_s: float | None = None) -> Dist:
             kwargs["timeout"] = timedelta(seconds=timeout_s)
         backend = "nccl" if device_kind == "cuda" else "gloo"
         dist.init_process_group(backend, rank=me.rank, world_size=me.world_size, **kwargs)
+        global _started
+        _started = True
     return me
+
+
+_started = False  # whether init() started a process group in this process
+
+
+def leave(code: int) -> NoReturn:
+    """End the process with exit status ``code``.
+
+    Without a process group this is ``sys.exit(code)``. Once :func:`init` started one, the
+    interpreter's teardown is skipped (``os._exit`` after flushing the standard streams and
+    logging): DDP keeps references to the process group that :func:`destroy` cannot drop, so
+    gloo's threads are still running when the interpreter and C++ runtime tear down, and that
+    teardown aborts the process now and then ("terminate called without an active exception",
+    exit -6), turning a finished run into a failed one. Call it last, after every file is
+    written and closed.
+    """
+    if not _started:
+        sys.exit(code)
+    import logging
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # closed or broken: nothing to say
+            stream.flush()
+    os._exit(code)
 
 
 def local_device(me: Dist, device_kind: str) -> torch.device:
@@ -122,10 +152,22 @@ def barrier() -> None:
         dist.barrier()
 
 
-def destroy() -> None:
-    """Leave the process group (no-op without one)."""
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+def destroy(*, finished: bool = True) -> None:
+    """Leave the process group (no-op without one), in an order that is safe at exit.
+
+    Objects that still hold the group (DDP's reducer, in a reference cycle of the run) are
+    collected first, so the group's threads stop here, while the interpreter is whole, rather
+    than during its teardown. ``finished``: every rank reached this point after the same last
+    collective (a normal end), so all of them wait here for one another before any closes its
+    connections; after an error on one rank the others may never come, so there is no wait.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    gc.collect()
+    if finished:
+        barrier()
+    dist.destroy_process_group()
+    gc.collect()
 
 
 def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
@@ -295,6 +337,7 @@ __all__ = [
     "env_info",
     "info",
     "init",
+    "leave",
     "main_only",
     "my_shards",
     "rank_batch",
