@@ -21,7 +21,6 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from sfbd import __version__
@@ -31,6 +30,7 @@ from sfbd.data import BUILTINS, builtin, builtin_shape, load_array, load_problem
 from sfbd.data.problem import check_sample_shape, load_pretrain, uses_pretrain
 from sfbd.diffusion.sample import SAMPLERS
 from sfbd.errors import SfbdError
+from sfbd.io.arrays import SampleArray
 from sfbd.io.atomic import save_npy
 from sfbd.models import model_config, parameter_count
 from sfbd.run.runner import Run, plan, resolve_device
@@ -131,8 +131,9 @@ def _denoise(args: argparse.Namespace) -> int:
     return 0
 
 
-def _images(spec: str, root: str | None) -> np.ndarray:
-    """Images in [-1, 1] from a builtin name (cifar10, celeba, digits) or a path."""
+def _images(spec: str, root: str | None) -> SampleArray:
+    """Images in [-1, 1] from a builtin name (cifar10, celeba, digits) or a path, as a sample
+    array (memory-mapped, converted to float32 per read)."""
     if spec in BUILTINS:
         x, _ = builtin(spec, 162770 if spec == "celeba" else 0, root=root)
     else:
