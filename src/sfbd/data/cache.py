@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from sfbd.errors import DataError
-from sfbd.io.arrays import NpyWriter, SampleArray, open_npy, write_npy
+from sfbd.io.arrays import Allocate, NpyWriter, SampleArray, open_npy, write_npy
 from sfbd.io.atomic import atomic_write_text
 from sfbd.io.disk import require_free
 from sfbd.runtime import distributed
@@ -87,9 +87,6 @@ def valid(npy: Path, meta: Path, key: dict[str, Any]) -> bool:
         return list(arr.shape) == info["shape"] and str(arr.dtype) == info["dtype"]
     except (OSError, ValueError, KeyError, TypeError):
         return False
-
-
-Allocate = Callable[[tuple[int, ...]], np.ndarray]
 
 
 def _clear_for(npy: Path, meta: Path) -> None:

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from sfbd.errors import ConfigError, DataError
-from sfbd.io.arrays import to_float32
+from sfbd.io.arrays import Allocate, to_float32
 from sfbd.io.cache import default_cache_dir, download_verified, file_digest
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -155,7 +155,7 @@ def _read_images(
     what: str,
     transform: Callable[[Image.Image, str], Image.Image] | None = None,
     limit: int | None = None,
-    allocate: Callable[[tuple[int, ...]], np.ndarray] | None = None,
+    allocate: Allocate | None = None,
 ) -> np.ndarray:
     """Read every image under ``path`` (sorted), optionally transformed, into (N, C, H, W)
     uint8: a new array, or ``allocate(shape)``'s (a memory-mapped file, say), filled in place."""
@@ -202,7 +202,7 @@ def load_image_folder(
     path: str | Path,
     *,
     what: str = "image folder",
-    allocate: Callable[[tuple[int, ...]], np.ndarray] | None = None,
+    allocate: Allocate | None = None,
 ) -> np.ndarray:
     """Read a folder (recursively) or a ``.zip`` of PNG/JPEG images as uint8 (N, C, H, W).
 
@@ -392,7 +392,7 @@ def load_celeba(
     *,
     size: int = 64,
     limit: int | None = None,
-    allocate: Callable[[tuple[int, ...]], np.ndarray] | None = None,
+    allocate: Allocate | None = None,
 ) -> np.ndarray:
     """Aligned CelebA as uint8 (N, 3, size, size), files in sorted order.
 

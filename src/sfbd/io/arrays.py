@@ -35,6 +35,7 @@ from sfbd.runtime import faults
 CHUNK_ELEMENTS = 1 << 20  # values per chunk of whole-array work (4 MiB as float32)
 
 RowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+Allocate = Callable[[tuple[int, ...]], np.ndarray]  # shape -> the array to fill in place
 
 
 def to_float32(raw: np.ndarray) -> np.ndarray:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gc
 import os
 import sys
 from collections.abc import Callable
@@ -153,21 +152,18 @@ def barrier() -> None:
 
 
 def destroy(*, finished: bool = True) -> None:
-    """Leave the process group (no-op without one), in an order that is safe at exit.
+    """Leave the process group (no-op without one).
 
-    Objects that still hold the group (DDP's reducer, in a reference cycle of the run) are
-    collected first, so the group's threads stop here, while the interpreter is whole, rather
-    than during its teardown. ``finished``: every rank reached this point after the same last
-    collective (a normal end), so all of them wait here for one another before any closes its
-    connections; after an error on one rank the others may never come, so there is no wait.
+    ``finished``: every rank reached this point after the same last collective (a normal end),
+    so all of them wait here for one another before any closes its connections; after an error
+    on one rank the others may never come, so there is no wait. Under DDP the group's threads
+    outlive this call (DDP keeps references to the group): end the process with :func:`leave`.
     """
     if not (dist.is_available() and dist.is_initialized()):
         return
-    gc.collect()
     if finished:
         barrier()
     dist.destroy_process_group()
-    gc.collect()
 
 
 def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
