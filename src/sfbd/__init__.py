@@ -29,7 +29,7 @@ imports neither torch nor any submodule:
 from __future__ import annotations
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers: True)
-__version__ = "0.7.0"
+from sfbd.version import __version__
 
 __all__ = ["Model", "Run", "__version__", "load", "load_config"]
 

@@ -28,7 +28,7 @@ import torch
 import yaml
 from torch import nn
 
-from sfbd import __version__
+from sfbd.version import __version__
 from sfbd.config import load_config
 from sfbd.data import to_data_scale
 from sfbd.data.images import to_model_space

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from sfbd import __version__
+from sfbd.version import __version__
 from sfbd.api import check_n, check_steps, load, noise_model
 from sfbd.config import Config, dump_yaml, load_config, to_dict
 from sfbd.data import BUILTINS, builtin, builtin_shape, load_array, load_problem, to_data_scale

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sfbd import __version__
+from sfbd.version import __version__
 from sfbd.data import Problem, load_problem
 from sfbd.data.problem import sources_key, store_bytes, store_problem
 from sfbd.diffusion.schedule import edm_sigmas
