@@ -168,9 +168,8 @@ def compare(a: dict, b: dict) -> bool:
             for k in sorted(set(fa["files"]) | set(fb["files"]))
             if fa["files"].get(k) != fb["files"].get(k)
         ]
-        print(
-            f"{name}: DIFFERS; metrics {'same' if fa['metrics'] == fb['metrics'] else 'differ'}; files {diff}"
-        )
+        metrics = "same" if fa["metrics"] == fb["metrics"] else "differ"
+        print(f"{name}: DIFFERS; metrics {metrics}; files {diff}")
     return same
 
 

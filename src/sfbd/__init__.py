@@ -28,8 +28,9 @@ imports neither torch nor any submodule:
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers: True)
 from sfbd.version import __version__
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers: True)
 
 __all__ = ["Model", "Run", "__version__", "load", "load_config"]
 

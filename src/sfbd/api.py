@@ -28,7 +28,6 @@ import torch
 import yaml
 from torch import nn
 
-from sfbd.version import __version__
 from sfbd.config import load_config
 from sfbd.data import to_data_scale
 from sfbd.data.images import to_model_space
@@ -51,6 +50,7 @@ from sfbd.rng import stream_id
 from sfbd.run.directory import stage_stem
 from sfbd.run.runner import resolve_device
 from sfbd.schema import Config
+from sfbd.version import __version__
 
 __all__ = ["Model", "check_n", "check_steps", "load", "noise_model"]
 

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import torch
 
-from sfbd.version import __version__
 from sfbd.api import check_n, check_steps, load, noise_model
 from sfbd.config import Config, dump_yaml, load_config, to_dict
 from sfbd.data import BUILTINS, builtin, builtin_shape, load_array, load_problem, to_data_scale
@@ -36,6 +35,7 @@ from sfbd.models import model_config, parameter_count
 from sfbd.run.runner import Run, plan, resolve_device
 from sfbd.runtime import distributed
 from sfbd.runtime.interrupt import EARLY, EXIT_INTERRUPTED, Interrupted, stop_on_signals
+from sfbd.version import __version__
 
 
 def dry_run(cfg: Config) -> dict:

@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sfbd.version import __version__
 from sfbd.data import Problem, load_problem
 from sfbd.data.problem import sources_key, store_bytes, store_problem
 from sfbd.diffusion.schedule import edm_sigmas
@@ -58,6 +57,7 @@ from sfbd.train.augment import Augment
 from sfbd.train.data import TrainingSet
 from sfbd.train.loop import train_stage
 from sfbd.train.state import StageProgress, TrainState
+from sfbd.version import __version__
 
 __all__ = [
     "Run",
