@@ -44,8 +44,8 @@ from sfbd.config import load_config
 from sfbd.data import load_problem
 from sfbd.diffusion.batched import denoise_all, generate
 from sfbd.diffusion.schedule import edm_sigmas
-from sfbd.io.checkpoint import load_checkpoint
 from sfbd.metrics.distances import sliced_wasserstein
+from sfbd.nets.checkpoint import load_checkpoint
 from sfbd.rng import stream_id
 from sfbd.run.runner import Run
 from sfbd.runtime import fast

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from sfbd.config import load_config
-from sfbd.io.checkpoint import load_checkpoint
+from sfbd.nets.checkpoint import load_checkpoint
 from sfbd.run.runner import Run
 
 MU = np.array([0.3, -0.2])

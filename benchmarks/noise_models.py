@@ -48,7 +48,7 @@ import torch
 from sfbd.config import load_config
 from sfbd.data import load_problem
 from sfbd.data.sources import ring8 as builtin_ring8
-from sfbd.io.checkpoint import load_checkpoint
+from sfbd.nets.checkpoint import load_checkpoint
 
 SIGMA_RANGE = (0.1, 0.8)
 NOISE_COV = np.array([[0.16, 0.10], [0.10, 0.09]])  # condition number 16.3, rms 0.35

@@ -45,7 +45,7 @@ from sfbd.config import load_config
 from sfbd.diffusion.loss import EDMLoss
 from sfbd.diffusion.sample import backward_sample
 from sfbd.diffusion.schedule import edm_sigmas, truncate_sigmas
-from sfbd.models import build_model
+from sfbd.nets import build_model
 from sfbd.runtime import fast
 from sfbd.train.augment import Augment
 from sfbd.train.loop import TrainState, train_stage

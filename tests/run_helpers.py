@@ -121,7 +121,7 @@ def assert_torchrun_denoises_as_one_process(tmp: Path, sets: list[str]) -> None:
     from sfbd.data import load_problem
     from sfbd.diffusion.batched import denoise_all
     from sfbd.diffusion.schedule import edm_sigmas
-    from sfbd.io.checkpoint import load_checkpoint
+    from sfbd.nets.checkpoint import load_checkpoint
     from sfbd.rng import stream_id
     from sfbd.run.denoise import read_denoised
     from sfbd.run.directory import stage_stem

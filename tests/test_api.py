@@ -366,16 +366,23 @@ def test_errors_of_python_only_input(gauss_run, tmp_path):
 def test_package_top_is_lazy_and_documented():
     code = (
         "import sys, sfbd; assert 'torch' not in sys.modules, 'import sfbd imported torch'; "
-        "assert [m for m in sys.modules if m.startswith('sfbd')] == ['sfbd']; "
+        "assert sorted(m for m in sys.modules if m.startswith('sfbd')) == "
+        "['sfbd', 'sfbd.version']; "
         "print(sfbd.load.__module__, sfbd.Model.__module__, sfbd.Run.__module__, "
-        "sfbd.load_config.__module__)"
+        "sfbd.load_config.__module__, sfbd.noise_model.__module__)"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, check=False
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["sfbd.api", "sfbd.api", "sfbd.run.runner", "sfbd.config"]
-    for name in ("load", "Model", "Run", "load_config"):
+    assert proc.stdout.split() == [
+        "sfbd.api",
+        "sfbd.api",
+        "sfbd.run.runner",
+        "sfbd.config",
+        "sfbd.api",
+    ]
+    for name in ("load", "Model", "Run", "load_config", "noise_model"):
         assert name in sfbd.__all__ and name in dir(sfbd) and getattr(sfbd, name).__doc__
     assert sfbd.load is api.load and sfbd.load_config is load_config
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):

@@ -6,11 +6,10 @@ import torch
 from sfbd.io.checkpoint import (
     CheckpointError,
     extra_tensors,
-    load_checkpoint,
     load_tensors,
-    save_checkpoint,
 )
 from sfbd.nets import build_denoiser
+from sfbd.nets.checkpoint import load_checkpoint, save_checkpoint
 from sfbd.nets.gaussian import GaussianDenoiser
 from sfbd.train.loop import TrainState, make_optimizer, train_stage
 

@@ -18,7 +18,7 @@ from run_helpers import (
 from sfbd.config import load_config
 from sfbd.data import load_problem
 from sfbd.errors import ConfigError, DataError
-from sfbd.io.checkpoint import load_checkpoint
+from sfbd.nets.checkpoint import load_checkpoint
 from sfbd.noise import ColouredGaussian
 from sfbd.noise.coloured import check_cov, example_spectrum
 from sfbd.run.runner import Run
@@ -164,7 +164,9 @@ def test_bad_covariances_get_one_line_errors(tmp_path):
         warnings.simplefilter("error")
         ColouredGaussian(np.diag([1.0, 1e-3]), "top-up")  # top-up does not care
     np.save(tmp_path / "cov.npy", NOISE)
-    with pytest.raises(ConfigError, match="data.sigma is given together with data.noise_cov"):
+    with pytest.raises(
+        ConfigError, match="data.sigma and data.noise_cov describe two noise models"
+    ):
         load_config(overrides=["data.source=ring8", f"data.noise_cov={tmp_path / 'cov.npy'}"])
     with pytest.raises(ConfigError, match="data.noise_method must be one of whiten, top-up"):
         load_config(overrides=["data.source=ring8", "data.noise_method=pca"])

@@ -25,7 +25,7 @@ from sfbd.diffusion.sample import SAMPLERS, run_sampler
 from sfbd.diffusion.schedule import edm_sigmas, truncate_sigmas
 from sfbd.methods import METHODS
 from sfbd.methods.base import total_steps
-from sfbd.models import MODEL_KINDS, build_model, parameter_count
+from sfbd.nets import NETWORKS, build_model, parameter_count
 from sfbd.nets.gaussian import GaussianDenoiser
 from sfbd.noise import NOISE_MODELS, from_spec
 from sfbd.run.runner import Run
@@ -135,9 +135,9 @@ def test_noise_model_contract(name):
 
 
 # -- model kinds --------------------------------------------------------------------------
-@pytest.mark.parametrize("kind", MODEL_KINDS.names())
+@pytest.mark.parametrize("kind", NETWORKS.names())
 def test_model_kind_contract(kind):
-    spec = MODEL_KINDS[kind]
+    spec = NETWORKS[kind]
     shape = (2,) if spec.rank in (None, 1) else (3, 8, 8)
     sets = [f"model.kind={kind}", "model.channels=8", "model.channel_mult=[1, 2]"]
     sets += ["model.blocks_per_level=1", "model.attn_resolutions=[4]", "model.hidden=16"]

@@ -18,8 +18,11 @@ from urllib.parse import unquote
 import pytest
 import yaml
 
+from sfbd import plugins
 from sfbd.config import _all_keys
 from sfbd.schema import Config
+
+plugins.load()  # sfbd's own plug-ins add their keys (data.gain, model.hidden, ...) to Config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DOC = ROOT / "docs" / "configuration.md"
@@ -30,7 +33,8 @@ TOP = "Top level"  # the heading of the table of the keys outside any section
 
 
 def schema_defaults(node: object = None, prefix: str = "") -> dict[str, object]:
-    """{dotted key: default} of every field of ``Config`` (a nested dataclass is a section)."""
+    """{dotted key: default} of every field of ``Config`` (a nested dataclass is a section),
+    the plug-ins' keys included."""
     node = Config() if node is None else node
     out: dict[str, object] = {}
     for f in dataclasses.fields(node):

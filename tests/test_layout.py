@@ -1,10 +1,12 @@
-"""The package's shape: size limits, a short package root, and no import cycles.
+"""The package's shape: size limits, a short package root, no import cycles, layers that
+point one way, and plug-in names written only in their own folders.
 
-Limits (issue "Methods and noise models as plug-ins"): no file over 500 lines, no class over
-300, no function over 120; at most 12 modules loose at the package root. Imports are read
-with ``ast`` at module level, those under ``TYPE_CHECKING`` included (imports inside functions
-excluded); importing a submodule also runs its package's ``__init__``, so the graph has those
-edges too.
+Limits (issue "Every plug-in is one file"): no file in src/ or benchmarks/ over 450 lines, no
+class over 250, no function over 100; at most 12 modules loose at the package root. Module
+cycles are read with ``ast`` at module level, those under ``TYPE_CHECKING`` included (imports
+inside functions excluded); importing a submodule also runs its package's ``__init__``, so the
+graph has those edges too. Between the package's parts (``sfbd.data``, ``sfbd.noise``, ...)
+every import counts, function-level ones too.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
-PKG = Path(__file__).resolve().parents[1] / "src" / "sfbd"
+ROOT = Path(__file__).resolve().parents[1]
+PKG = ROOT / "src" / "sfbd"
 FILES = sorted(PKG.rglob("*.py"))
+BENCHMARKS = sorted((ROOT / "benchmarks").rglob("*.py"))
 
 
 def _module(path: Path) -> str:
@@ -26,7 +30,7 @@ def _module(path: Path) -> str:
 MODULES = {_module(p): p for p in FILES}
 
 
-@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(PKG)))
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_size_limits(path):
     text = path.read_text()
     assert len(text.splitlines()) <= 500, "file over 500 lines"
@@ -97,3 +101,102 @@ def test_no_import_cycles():
     for m in sorted(graph):
         if m not in state:
             dfs(m)
+
+
+def _part(module: str) -> str:
+    return ".".join(module.split(".")[:2])
+
+
+def _all_imports(path: Path) -> set[str]:
+    """Modules of sfbd that ``path`` imports anywhere (functions too), as absolute names."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module.startswith("sfbd"):
+                for a in node.names:
+                    sub = f"{node.module}.{a.name}"
+                    out.add(sub if sub in MODULES else node.module)
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.startswith("sfbd"))
+    return out
+
+
+def test_parts_point_one_way():
+    """No cycle between the package's parts: e.g. data must not import methods, io not nets,
+    and no part imports the package root (which imports api and run lazily)."""
+    graph: dict[str, set[str]] = {}
+    for m, p in MODULES.items():
+        for d in _all_imports(p):
+            if d == "sfbd" and m != "sfbd":
+                raise AssertionError(f"{m} imports the package root; import sfbd.version etc.")
+            if _part(d) != _part(m) and d != "sfbd":
+                graph.setdefault(_part(m), set()).add(_part(d))
+    state: dict[str, int] = {}
+
+    def dfs(m: str, stack: list[str]) -> None:
+        state[m] = 1
+        for d in sorted(graph.get(m, ())):
+            if state.get(d) == 1:
+                raise AssertionError("cycle between parts: " + " -> ".join([*stack, m, d]))
+            if d not in state:
+                dfs(d, [*stack, m])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            dfs(m, [])
+
+
+def test_plugin_names_are_written_only_in_their_own_folder():
+    """A registered name (method, noise model, network) is a string literal only in its own
+    plug-in folder, apart from schema defaults and the demo's configuration."""
+    from sfbd.methods import METHODS
+    from sfbd.nets import ALIASES as NET_ALIASES
+    from sfbd.nets import NETWORKS
+    from sfbd.noise import ALIASES as NOISE_ALIASES
+    from sfbd.noise import NOISE_MODELS
+
+    kinds = {
+        "methods": set(METHODS) - {"sfbd"},  # also the package's own name
+        "noise": set(NOISE_MODELS),
+        "nets": set(NETWORKS) | set(NET_ALIASES),
+    }
+    hits = []
+    for path in FILES:
+        if path.name in ("schema.py", "demo.py"):
+            continue
+        tree = ast.parse(path.read_text())
+        docs = {
+            id(n.body[0].value)
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and n.body
+            and isinstance(n.body[0], ast.Expr)
+            and isinstance(n.body[0].value, ast.Constant)
+        }
+        part = path.relative_to(PKG).parts[0]
+        own = set(NOISE_ALIASES) if part == "noise" else set()  # the documented alias table
+        for n in ast.walk(tree):
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs:
+                if n.value in own:
+                    continue
+                for kind, names in kinds.items():
+                    if n.value in names and part != kind:
+                        hits.append(f"{path.relative_to(PKG)}:{n.lineno} {n.value!r}")
+    assert not hits, hits
+
+
+def test_loading_a_config_module_imports_no_torch():
+    """``import sfbd.config`` (and the schema, the registry and validation) stays light."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import sfbd.config, sfbd.schema, sfbd.registry, sfbd.validate, "
+        "sfbd.plugins; heavy = [m for m in ('torch', 'numpy', 'sfbd.noise', 'sfbd.nets', "
+        "'sfbd.methods', 'sfbd.data') if m in sys.modules]; print(heavy)"
+    )
+    env = {"PYTHONPATH": str(PKG.parent)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

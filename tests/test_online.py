@@ -15,8 +15,8 @@ from run_helpers import sfbd_run as run_in_subprocess
 from sfbd.config import load_config
 from sfbd.data import load_problem
 from sfbd.diffusion.schedule import edm_sigmas, truncate_sigmas
-from sfbd.io.checkpoint import load_checkpoint
 from sfbd.methods.online import Bank, OnlineSFBD, ramp_weight, refresh_points, refresh_size
+from sfbd.nets.checkpoint import load_checkpoint
 from sfbd.run.runner import Run, plan
 
 TINY = [*RING8_TINY, "train.pretrain_steps=40", "train.update_steps=30", "train.batch_size=64"]

@@ -19,7 +19,7 @@ from sfbd.data import load_problem
 from sfbd.diffusion.sample import backward_sample, backward_sample_rows
 from sfbd.diffusion.schedule import edm_sigmas, truncate_rows, truncate_sigmas
 from sfbd.errors import ConfigError, DataError
-from sfbd.io.checkpoint import load_checkpoint
+from sfbd.nets.checkpoint import load_checkpoint
 from sfbd.nets.gaussian import GaussianDenoiser
 from sfbd.noise import PerSampleGaussian
 from sfbd.noise.per_sample import check_levels, log_uniform_levels
@@ -154,7 +154,10 @@ def test_user_levels_file_and_its_errors(tmp_path):
         load_config(overrides=[*base, "data.sigma=null", "data.sigma_range=[0.1, 0.5]"])
     with pytest.raises(ConfigError, match="0 < lo <= hi"):
         load_config(overrides=["data.source=ring8", "data.sigma=null", "data.sigma_range=[1, 0.5]"])
-    with pytest.raises(ConfigError, match="set data.sigma: null"):
+    with pytest.raises(
+        ConfigError,
+        match=r"data.sigma and data.sigma_range describe two noise models .*--set data.sigma=null",
+    ):
         load_config(overrides=["data.source=ring8", "data.sigma_range=[0.1, 0.5]"])
 
 

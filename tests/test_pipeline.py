@@ -9,8 +9,8 @@ from safetensors.torch import load_file
 from sfbd.config import load_config
 from sfbd.data import load_problem
 from sfbd.errors import SfbdError
-from sfbd.io.checkpoint import load_checkpoint
 from sfbd.methods import METHODS
+from sfbd.nets.checkpoint import load_checkpoint
 from sfbd.run.runner import Run, plan, read_denoised
 
 MU = np.array([0.3, -0.2])

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 
 from sfbd.config import load_config
-from sfbd.data.problem import corrupt, load_problem
+from sfbd.data import load_problem
 from sfbd.errors import DataError
+from sfbd.noise import WhiteGaussian
 
 
 def _cfg(*extra):
@@ -36,10 +37,10 @@ def test_noise_is_fixed_per_source_index_and_has_level_sigma():
 
 def test_corrupt_depends_on_index_and_seed_only():
     x = np.zeros((4, 2), np.float32)
-    a = corrupt(x, np.array([0, 1, 2, 3]), 1.0, 0)
-    b = corrupt(x[2:], np.array([2, 3]), 1.0, 0)
+    a = WhiteGaussian(1.0).corrupt(x, np.array([0, 1, 2, 3]), 0)
+    b = WhiteGaussian(1.0).corrupt(x[2:], np.array([2, 3]), 0)
     assert np.array_equal(a[2:], b)
-    assert not np.allclose(corrupt(x, np.arange(4), 1.0, 1), a)
+    assert not np.allclose(WhiteGaussian(1.0).corrupt(x, np.arange(4), 1), a)
 
 
 def test_user_mode_and_shape_mismatch(tmp_path):
@@ -91,8 +92,14 @@ def test_pretrain_builtin_in_benchmark_mode():
 
 
 def test_pretrain_is_ignored_by_methods_that_do_not_pretrain():
-    p = load_problem(_cfg("method=noisy-only", "data.pretrain=checkerboard"))
-    assert p.pretrain is None
+    from sfbd.methods import METHODS
+
+    for method, reads in (("noisy-only", False), ("oracle", False), ("sfbd", True)):
+        cfg = _cfg(f"method={method}", "data.pretrain=checkerboard")
+        assert METHODS[method]().uses_pretrain(cfg) is reads  # the method decides
+        p = load_problem(cfg, pretrain=METHODS[method]().uses_pretrain(cfg))
+        assert (p.pretrain is not None) is reads
+    assert not METHODS["sfbd"]().uses_pretrain(_cfg())  # nothing to read
 
 
 def test_pretrain_file_in_user_mode(tmp_path):
@@ -158,14 +165,14 @@ def test_a_one_sample_holdout_is_refused():
 
 
 def test_the_benchmark_noisy_set_is_stored_once_memory_mapped_and_rebuilt_when_damaged(tmp_path):
-    from sfbd.data.problem import store_problem
+    from sfbd.data.store import store_problem
     from sfbd.io.arrays import Samples
 
     cfg = _cfg("data.sigma=0.3")
     lazy = load_problem(cfg)
     assert isinstance(lazy.noisy, Samples) and lazy.noisy.computed  # corrupted when read
     want = np.asarray(lazy.noisy)
-    whole = corrupt(np.asarray(lazy.noisy_truth), _noisy_index(cfg), 0.3, 0)
+    whole = WhiteGaussian(0.3).corrupt(np.asarray(lazy.noisy_truth), _noisy_index(cfg), 0)
     assert np.array_equal(want, whole)  # chunked, keyed noise: the whole-array corruption
     folder = tmp_path / "data"
     stored = store_problem(lazy, cfg, folder, write=True)
@@ -186,7 +193,7 @@ def test_the_benchmark_noisy_set_is_stored_once_memory_mapped_and_rebuilt_when_d
 def test_the_stored_arrays_key_holds_the_data_roots_identity(tmp_path):
     import os
 
-    from sfbd.data.problem import sources_key
+    from sfbd.data.store import sources_key
 
     archive = tmp_path / "cifar-10-python.tar.gz"
     archive.write_bytes(b"one")

@@ -304,7 +304,7 @@ def test_sum_reduction_is_the_mean_loss_with_adams_eps_divided_by_the_sample_siz
     # the same eps (seen: 0.93 of the weight change after 40 steps of a small SongUNet at
     # lr 1e-3, eps 1e-8, where the gradients of the zero-initialised output start tiny)
     from sfbd.config import load_config
-    from sfbd.models import build_model
+    from sfbd.nets import build_model
 
     cfg = load_config(overrides=["data.source=digits", "model.kind=ddpmpp", "model.channels=8"])
     cfg.model.channel_mult, cfg.model.blocks_per_level, cfg.model.attn_resolutions = [1], 1, []

@@ -20,6 +20,8 @@ imports neither torch nor any submodule:
 * :func:`load` (:func:`sfbd.api.load`): a finished stage of a run as a :class:`Model`;
 * :class:`Model` (:class:`sfbd.api.Model`): ``sample``, ``denoise``, ``denoiser``, ``config``,
   ``stage``;
+* :func:`noise_model` (:func:`sfbd.api.noise_model`): the noise model of new inputs, from
+  ``sigma=``, ``noise_cov=`` or a plug-in's own keywords;
 * :func:`load_config` (:func:`sfbd.config.load_config`): defaults <- YAML <- ``key=value``
   overrides, validated, as a :class:`~sfbd.schema.Config`;
 * :class:`Run` (:class:`sfbd.run.runner.Run`): ``Run(cfg, out).execute()`` runs or resumes
@@ -32,24 +34,26 @@ from sfbd.version import __version__
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers: True)
 
-__all__ = ["Model", "Run", "__version__", "load", "load_config"]
+__all__ = ["Model", "Run", "__version__", "load", "load_config", "noise_model"]
 
 # name -> module that defines it, imported by __getattr__ on first access
 _LAZY = {
     "Model": "sfbd.api",
     "load": "sfbd.api",
+    "noise_model": "sfbd.api",
     "load_config": "sfbd.config",
     "Run": "sfbd.run.runner",
 }
 
 if TYPE_CHECKING:  # for type checkers and IDEs only; at run time see __getattr__
-    from sfbd.api import Model, load
+    from sfbd.api import Model, load, noise_model
     from sfbd.config import load_config
     from sfbd.run.runner import Run
 
 
 def __getattr__(name: str) -> object:
-    """Import ``sfbd.load``, ``sfbd.Model``, ``sfbd.load_config`` and ``sfbd.Run`` lazily."""
+    """Import ``sfbd.load``, ``sfbd.Model``, ``sfbd.noise_model``, ``sfbd.load_config`` and
+    ``sfbd.Run`` lazily."""
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'sfbd' has no attribute {name!r}")

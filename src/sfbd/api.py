@@ -18,7 +18,6 @@ with the command's messages, which name its flags (``--n``, ``--steps``, ``--sig
 from __future__ import annotations
 
 import json
-import math
 import operator
 from pathlib import Path
 from typing import Any
@@ -35,17 +34,8 @@ from sfbd.diffusion.batched import denoise_all, generate
 from sfbd.diffusion.sample import SAMPLERS
 from sfbd.diffusion.schedule import edm_sigmas
 from sfbd.errors import ConfigError, DataError, SfbdError
-from sfbd.io.checkpoint import load_checkpoint
-from sfbd.noise import (
-    ColouredGaussian,
-    Corruption,
-    PerSampleGaussian,
-    WhiteGaussian,
-    from_spec,
-    read_npy,
-)
-from sfbd.noise.coloured import check_cov
-from sfbd.noise.per_sample import check_levels
+from sfbd.nets.checkpoint import load_checkpoint
+from sfbd.noise import Corruption, from_arguments, from_spec
 from sfbd.rng import stream_id
 from sfbd.run.directory import stage_stem
 from sfbd.run.runner import resolve_device
@@ -85,19 +75,6 @@ def check_steps(steps: Any) -> int | None:
     return steps
 
 
-def _cov_array(noise_cov: Any) -> np.ndarray:
-    if isinstance(noise_cov, str | Path):
-        return read_npy(str(noise_cov), "--noise-cov")
-    return np.asarray(noise_cov, dtype=np.float64)
-
-
-def _own_only(run: Corruption, flag: str) -> SfbdError:
-    return SfbdError(
-        f"this run learned its data through its noise model's transform ({run.describe()}), "
-        f"so it denoises only that noise: leave out {flag}"
-    )
-
-
 def noise_model(
     sigma: Any = None,
     noise_cov: Any = None,
@@ -105,8 +82,12 @@ def noise_model(
     n: int | None = None,
     run: Corruption | None = None,
     seed: int = 0,
+    **arguments: Any,
 ) -> Corruption:
     """The noise model of the inputs of :meth:`Model.denoise` (and of ``sfbd denoise``).
+
+    The one registered noise model that the given arguments describe
+    (:func:`sfbd.noise.base.from_arguments`, each model's ``from_arguments``):
 
     * ``sigma`` a number: white noise y = x + tau * eps (:class:`~sfbd.noise.WhiteGaussian`);
     * ``sigma`` a sequence/array, or the path of a ``.npy``, of ``n`` levels: a level per input
@@ -114,57 +95,15 @@ def noise_model(
     * ``noise_cov`` a covariance (D x D, or a (C, H, W) power spectrum; array or ``.npy``
       path): coloured noise (:class:`~sfbd.noise.ColouredGaussian`), through the run's own
       whitening when the run whitened this covariance, else by top-up;
-    * neither: the run's own noise model ``run`` (white, coloured or photon noise).
+    * a plug-in's own keyword (``**arguments``), for a noise model that declares it;
+    * none: the run's own noise model ``run`` (white, coloured or photon noise).
 
     A run trained in a transformed space (whitened or Anscombe-transformed data) denoises only
     its own noise model. Raises :class:`~sfbd.errors.SfbdError` with ``sfbd denoise``'s
     messages (they name its flags).
     """
-    if sigma is not None and noise_cov is not None:
-        raise SfbdError("give --sigma (white noise) or --noise-cov (coloured noise), not both")
-    if sigma is None and noise_cov is None:
-        if run is None or isinstance(run, PerSampleGaussian):
-            raise SfbdError(
-                "give --sigma: the noise level of the inputs (a number, or a .npy of one level "
-                "per input)"
-            )
-        return run
-    transforms = run is not None and run.transforms
-    if noise_cov is not None:
-        cov = _cov_array(noise_cov)
-        if transforms:
-            assert run is not None
-            same = isinstance(run, ColouredGaussian) and run.cov.shape == cov.shape
-            if same and np.allclose(run.cov, cov, rtol=1e-6, atol=0.0):
-                return run
-            raise _own_only(run, "--noise-cov")
-        check_cov(cov, "--noise-cov")
-        return ColouredGaussian(cov, "top-up", seed)
-    if transforms:
-        assert run is not None
-        raise _own_only(run, "--sigma")
-    if isinstance(sigma, str | Path) and not str(sigma).endswith(".npy"):
-        try:
-            sigma = float(sigma)
-        except ValueError:
-            raise SfbdError(
-                f"--sigma must be a positive number (the noise std) or a .npy of per-input "
-                f"levels, got {sigma!r}"
-            ) from None
-    if isinstance(sigma, str | Path):
-        levels = read_npy(str(sigma), "--sigma")
-    elif np.ndim(sigma) > 0:
-        levels = np.asarray(sigma, dtype=np.float64)
-    else:
-        try:
-            tau = float(sigma)
-        except (TypeError, ValueError):
-            tau = math.nan
-        if not (math.isfinite(tau) and tau > 0):
-            raise SfbdError(f"--sigma must be a positive number (the noise std), got {sigma}")
-        return WhiteGaussian(tau)
-    levels = check_levels(levels, n, "--sigma", ("inputs", "--input"))
-    return PerSampleGaussian(levels, source="--sigma")
+    args = {"sigma": sigma, "noise_cov": noise_cov, **arguments}
+    return from_arguments(args, n=n, run=run, seed=seed)
 
 
 def run_noise(meta: dict[str, Any]) -> Corruption | None:
@@ -172,8 +111,8 @@ def run_noise(meta: dict[str, Any]) -> Corruption | None:
     checkpoints of 0.5 and earlier recorded white noise's sigma (and 'noise') inline."""
     if "noise_model" in meta:
         return from_spec(meta["noise_model"])
-    if "sigma" in meta:
-        return from_spec({"noise": meta.get("noise", "white"), "sigma": meta["sigma"]})
+    if "sigma" in meta:  # from_spec reads a spec without 'noise' as white noise
+        return from_spec({k: meta[k] for k in ("noise", "sigma") if k in meta})
     return None
 
 
@@ -312,6 +251,7 @@ class Model:
         *,
         noise_cov: np.ndarray | str | None = None,
         progress: bool = False,
+        **noise_arguments: Any,
     ) -> np.ndarray:
         """Denoise noisy samples ``y`` (N, *shape), y = x + sigma * eps: one x0 per row, in
         input order, in the scale of ``y`` (uint8 in, uint8 out; otherwise float32).
@@ -325,7 +265,8 @@ class Model:
         The inputs' noise (see :func:`noise_model`): ``sigma`` a number (white), an array or
         ``.npy`` path of one level per row (each row starts at its own level), or
         ``noise_cov`` a covariance (coloured noise); neither: the run's own noise model (e.g.
-        photon noise with the run's gain, inputs as stored: y = 2 y_u - 1).
+        photon noise with the run's gain, inputs as stored: y = 2 y_u - 1); a plug-in noise
+        model's own keywords go in ``noise_arguments``.
         """
         if sampler not in SAMPLERS:
             raise SfbdError(
@@ -334,7 +275,9 @@ class Model:
         steps = check_steps(steps)
         x_in, scale = self._model_space(y)
         seed = self.config.seed if seed is None else seed
-        noise = noise_model(sigma, noise_cov, n=len(x_in), run=self.noise, seed=seed)
+        noise = noise_model(
+            sigma, noise_cov, n=len(x_in), run=self.noise, seed=seed, **noise_arguments
+        )
         noise.check(None, x_in, ("data.clean", "--input"))
         z = noise.encode_noisy(x_in, np.arange(len(x_in)))  # white noise in model space
         if steps is None:

@@ -5,6 +5,10 @@ A configuration is built from defaults, then a YAML file, then ``--set key=value
 (dotted keys, values parsed as YAML scalars). Every field's type is checked, unknown keys are
 reported with the closest valid key, and value ranges and consistency are checked by
 :func:`sfbd.validate.validate`.
+
+The plug-ins (:mod:`sfbd.plugins`: sfbd's own and those the ``plugins`` key names) are loaded
+first, so their names and keys are known. Importing this module imports neither torch nor any
+domain package; :func:`load_config` does, through the plug-ins it loads.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from sfbd import plugins
 from sfbd.errors import ConfigError
 from sfbd.schema import (
     Config,
@@ -30,7 +35,7 @@ from sfbd.schema import (
     SfbdConfig,
     TrainConfig,
 )
-from sfbd.validate import validate
+from sfbd.validate import resolve_noise, validate
 
 __all__ = [
     "DataConfig",
@@ -102,13 +107,15 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     raise ConfigError(f"{key}: unsupported type {tp}")  # pragma: no cover
 
 
-def _all_keys(cls: type = Config, prefix: str = "") -> list[str]:
+def _all_keys(node: Any = None, prefix: str = "") -> list[str]:
+    """Every dotted key of a configuration (default: a fresh one, with the keys of every
+    registered plug-in)."""
+    node = Config() if node is None else node
     keys = []
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        tp = hints[f.name]
-        if dataclasses.is_dataclass(tp):
-            keys += _all_keys(tp, f"{prefix}{f.name}.")
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        if dataclasses.is_dataclass(value):
+            keys += _all_keys(value, f"{prefix}{f.name}.")
         else:
             keys.append(prefix + f.name)
     return keys
@@ -205,24 +212,44 @@ def load_config(
     overrides: list[str] | None = None,
     base: dict | None = None,
 ) -> Config:
-    """Defaults <- ``base`` dict <- YAML file ``path`` <- ``overrides`` ('key=value'), validated."""
-    cfg = Config()
+    """Defaults <- ``base`` dict <- YAML file ``path`` <- ``overrides`` ('key=value'), validated.
+
+    The ``plugins`` the layers name (the last layer that sets it wins) are loaded before any
+    other key is read; ``data.noise: auto`` (and its aliases) becomes the name of the noise
+    model whose keys are set."""
+    layers: list[dict] = []
     if base:
-        _merge(cfg, base)
+        layers.append(base)
     if path is not None:
-        _merge(cfg, _read_yaml(Path(path)))
+        layers.append(_read_yaml(Path(path)))
     for text in overrides or []:
         key, value = parse_override(text)
-        if key in _sections():
-            raise ConfigError(
-                f"--set {key}=...: {key} is a section, not a key; set one of its keys, "
-                f"e.g. --set {key}.{_first_key(key)}=..."
-            )
-        if key not in _all_keys():
-            raise _unknown(key)
-        _merge(cfg, _nest(key, value))
+        layers.append(_nest(key, value) if key != "plugins" else {"plugins": value})
+    entries: Any = []
+    for layer in layers:
+        entries = layer.get("plugins", entries) if isinstance(layer, dict) else entries
+    entries = _coerce(entries if entries is not None else [], list[str], "plugins")
+    plugins.load(entries)
+    cfg = Config()
+    for text in overrides or []:
+        _check_override(parse_override(text)[0])
+    for layer in layers:
+        _merge(cfg, layer)
+    cfg.plugins = [plugins.resolve(e) for e in cfg.plugins]
+    cfg.data.noise = resolve_noise(cfg.data)
     validate(cfg)
     return cfg
+
+
+def _check_override(key: str) -> None:
+    """A ``--set`` key must be one key of the configuration, not a section."""
+    if key in _sections():
+        raise ConfigError(
+            f"--set {key}=...: {key} is a section, not a key; set one of its keys, "
+            f"e.g. --set {key}.{_first_key(key)}=..."
+        )
+    if key not in _all_keys():
+        raise _unknown(key)
 
 
 def _read_yaml(p: Path) -> dict:

@@ -1,8 +1,16 @@
-"""One registry per plug-in kind: samplers, network kinds, methods and noise models.
+"""One registry per plug-in kind: samplers, networks, methods and noise models.
 
 Each kind keeps its names in one :class:`Registry`, filled where the implementations live
-(``@SAMPLERS.register("heun")``). Validation, the command line's help and the contract tests
-read the registry, so a new plug-in is one new file and no list of names is written twice.
+(``@SAMPLERS.register("heun")``). Validation, the command line's help, ``sfbd status`` and the
+contract tests read the registry, so a new plug-in is one new file and no list of names is
+written twice.
+
+A plug-in may own configuration keys: an object registered with a ``Keys`` attribute (a
+dataclass, each field with its default and a trailing comment) adds those fields to the
+registry's configuration section (``data`` for noise models, ``model`` for networks) through
+:func:`sfbd.schema.add_keys`, so ``--set data.gain=0.02`` and YAML reach them with the same
+type checks as the built-in keys. This module and :mod:`sfbd.schema` import neither torch nor
+any other part of sfbd.
 """
 
 from __future__ import annotations
@@ -10,14 +18,22 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
+from sfbd import schema
+
 T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """Named implementations of one plug-in kind, in registration order."""
+    """Named implementations of one plug-in kind, in registration order.
 
-    def __init__(self, kind: str) -> None:
-        self.kind = kind  # e.g. 'sampler', for messages
+    Args:
+        kind: what one entry is, for messages ('noise model').
+        section: the configuration section whose keys an entry's ``Keys`` extends.
+    """
+
+    def __init__(self, kind: str, section: str | None = None) -> None:
+        self.kind = kind
+        self.section = section
         self._items: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -26,6 +42,11 @@ class Registry(Generic[T]):
         def add(obj: T) -> T:
             if name in self._items:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
+            keys = getattr(obj, "Keys", None)
+            if keys is not None:
+                if self.section is None:
+                    raise ValueError(f"{self.kind}s own no configuration keys ({name!r})")
+                schema.add_keys(self.section, keys, owner=f"{self.kind} {name}")
             self._items[name] = obj
             return obj
 

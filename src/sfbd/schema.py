@@ -1,6 +1,12 @@
 """The configuration schema: one dataclass per section, each field with its default and a
 trailing comment saying what it means. It imports nothing of sfbd, so every module can name
 the type; loading and checking live in :mod:`sfbd.config` and :mod:`sfbd.validate`.
+
+The sections below hold the keys every run reads. A plug-in adds its own keys to a section
+(:func:`add_keys`, called by :class:`sfbd.registry.Registry` when a noise model or network
+with a ``Keys`` dataclass registers): ``data.gain`` belongs to the photon-noise model's file,
+``model.hidden`` to the MLP's. :data:`SECTIONS` holds each section's class with every
+registered plug-in's keys, and :class:`Config` builds its sections from it.
 """
 
 from __future__ import annotations
@@ -16,14 +22,10 @@ class DataConfig:
     # noise level tau: std of the additive white Gaussian noise, in the data's scale; or the
     # path of a .npy of N per-sample levels (user mode, in the order of data.noisy)
     sigma: float | str | None = 0.35
-    sigma_range: list[float] | None = None  # benchmark mode: [lo, hi], log-uniform per sample
-    noise: str = "gaussian"  # gaussian | poisson-gaussian (photon noise: gain, read_noise)
-    # .npy covariance of coloured Gaussian noise: D x D matrix (vectors) or (C, H, W) power
-    # spectrum (images, orthonormal 2-D DFT); data.sigma must then be null
-    noise_cov: str | None = None
-    noise_method: str = "whiten"  # coloured noise: whiten (exact) | top-up (exact, loses info)
-    gain: float | None = None  # poisson-gaussian: intensity of one photon (alpha), u = (x + 1) / 2
-    read_noise: float = 0.0  # poisson-gaussian: std of the Gaussian read noise, intensity units
+    # the noise model: a name of sfbd.noise.NOISE_MODELS (white, per-sample, coloured,
+    # poisson-gaussian), or auto: the one whose keys are set (docs/noise-models.md); each
+    # model's own keys (data.sigma_range, data.noise_cov, data.gain, ...) live in its file
+    noise: str = "auto"
     clean_fraction: float = 0.02  # benchmark mode: fraction of the training part kept clean
     noise_seed: int = 0  # benchmark mode: seed of the split and of the fixed per-sample noise
     num_samples: int = 20000  # builtin 2-D sets: size; celeba: first N images (before hold-out)
@@ -42,18 +44,14 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    kind: str = "auto"  # auto (mlp for vectors, unet for images) | mlp | unet | ddpmpp | ncsnpp
-    #                     | adm | gaussian
-    hidden: int = 256  # mlp: width
-    layers: int = 3  # mlp: residual blocks
+    # a name of sfbd.nets.NETWORKS (mlp unet ddpmpp ncsnpp adm gaussian), or auto (mlp for
+    # vectors, unet for images); each network's own keys (model.hidden, ...) live in its file
+    kind: str = "auto"
     channels: int = 32  # image nets: base channels (EDM's model_channels)
     channel_mult: list[int] = field(default_factory=lambda: [1, 2])  # image nets: per level
     blocks_per_level: int = 2  # image nets: residual blocks per level (EDM's num_blocks)
     dropout: float = 0.0  # image nets: dropout probability
-    attention: bool = False  # unet: self-attention at the lowest resolution
     attn_resolutions: list[int] = field(default_factory=lambda: [16])  # ddpmpp/ncsnpp/adm
-    channel_mult_noise: int | None = None  # ddpmpp/ncsnpp: noise embedding mult (None: preset)
-    resample_filter: list[int] | None = None  # ddpmpp/ncsnpp: FIR filter (None: preset)
 
 
 @dataclass
@@ -123,13 +121,60 @@ class EvalConfig:
     dinov2: str | None = None  # path of the DINOv2 ViT-L/14 weights (default: cache/download)
 
 
+#: section name -> its class, extended by every registered plug-in's keys (:func:`add_keys`)
+SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig}
+#: 'section.key' -> the plug-ins that declared it (e.g. 'noise model coloured')
+KEY_OWNERS: dict[str, list[str]] = {}
+
+
+def add_keys(section: str, keys: type, owner: str) -> None:
+    """Add the fields of dataclass ``keys`` to ``section`` (``SECTIONS[section]`` becomes a
+    subclass with them). A key already in the section may be declared again only with the
+    same type and default (two networks sharing a key); anything else is refused."""
+    import dataclasses
+    import typing
+
+    base = SECTIONS[section]
+    have = {f.name: f for f in dataclasses.fields(base)}
+    hints, base_hints = typing.get_type_hints(keys), typing.get_type_hints(base)
+    new = []
+    for f in dataclasses.fields(keys):
+        KEY_OWNERS.setdefault(f"{section}.{f.name}", []).append(owner)
+        if f.name in have:
+            same = base_hints[f.name] == hints[f.name] and _default(have[f.name]) == _default(f)
+            if not same:
+                raise ValueError(f"{owner} declares {section}.{f.name}, which exists otherwise")
+            continue
+        new.append(
+            (
+                f.name,
+                hints[f.name],
+                dataclasses.field(default=f.default, default_factory=f.default_factory),
+            )
+        )
+    if new:
+        cls = dataclasses.make_dataclass(base.__name__, new, bases=(base,))
+        cls.__module__, cls.__doc__ = __name__, base.__doc__
+        SECTIONS[section] = cls
+
+
+def _default(f: object) -> object:
+    import dataclasses
+
+    assert isinstance(f, dataclasses.Field)
+    return f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+
+
 @dataclass
 class Config:
     method: str = "sfbd"  # sfbd | online-sfbd | clean-only | noisy-only | oracle
     seed: int = 0  # global seed: same seed, same machine -> same result
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    # plug-ins outside sfbd: .py files or module names imported before the configuration is
+    # checked (a new noise model, network, method or sampler; docs/extending.md)
+    plugins: list[str] = field(default_factory=list)
+    data: DataConfig = field(default_factory=lambda: SECTIONS["data"]())
+    model: ModelConfig = field(default_factory=lambda: SECTIONS["model"]())
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     sfbd: SfbdConfig = field(default_factory=SfbdConfig)

@@ -25,13 +25,23 @@ import torch
 
 from sfbd.api import check_n, check_steps, load, noise_model
 from sfbd.config import Config, dump_yaml, load_config, to_dict
-from sfbd.data import BUILTINS, builtin, builtin_shape, load_array, load_problem, to_data_scale
-from sfbd.data.problem import check_sample_shape, load_pretrain, uses_pretrain
+from sfbd.data import (
+    BUILTINS,
+    builtin,
+    builtin_shape,
+    load_array,
+    load_pretrain,
+    load_problem,
+    to_data_scale,
+)
+from sfbd.data.problem import check_sample_shape
 from sfbd.diffusion.sample import SAMPLERS
 from sfbd.errors import SfbdError
 from sfbd.io.arrays import SampleArray
 from sfbd.io.atomic import save_npy
-from sfbd.models import model_config, parameter_count
+from sfbd.methods import METHODS
+from sfbd.nets import model_config, parameter_count
+from sfbd.noise import flag, noise_arguments
 from sfbd.run.runner import Run, plan, resolve_device
 from sfbd.runtime import distributed
 from sfbd.runtime.interrupt import EARLY, EXIT_INTERRUPTED, Interrupted, stop_on_signals
@@ -41,11 +51,12 @@ from sfbd.version import __version__
 def dry_run(cfg: Config) -> dict:
     """What a run would do, without training: resolved config, data shape, network, stages."""
     shape = None
+    pretrain = METHODS[cfg.method]().uses_pretrain(cfg)
     if cfg.data.source in BUILTINS:
         shape = builtin_shape(cfg.data.source, cfg.data.image_size)
     if shape is None:  # files: read them (this also validates them)
-        shape = load_problem(cfg).shape
-    elif uses_pretrain(cfg):  # a builtin source with data.pretrain: check the pretrain shape
+        shape = load_problem(cfg, pretrain=pretrain).shape
+    elif pretrain:  # a builtin source with data.pretrain: check the pretrain shape
         assert cfg.data.pretrain is not None
         pre = builtin_shape(cfg.data.pretrain, cfg.data.image_size)
         pre = pre if pre is not None else load_pretrain(cfg).shape[1:]
@@ -111,19 +122,19 @@ def _sample(args: argparse.Namespace) -> int:
 
 def _denoise(args: argparse.Namespace) -> int:
     out = _check_out(args.out)
-    if args.sigma is not None and args.noise_cov is None and not args.sigma.endswith(".npy"):
-        noise_model(args.sigma)  # the arguments first: no checkpoint is read for a typo
+    noise = {name: getattr(args, name) for name in noise_arguments()}
+    if any(v is not None for v in noise.values()):
+        noise_model(**noise)  # the arguments first: no checkpoint is read for a typo
     check_steps(args.steps)
     y, scale = load_array(args.input, "--input")  # model space; scale: the file's
     model = load(args.run, args.stage, args.device)
     x = model.denoise(
         y,
-        args.sigma,
         seed=args.seed,
         sampler=args.sampler,
-        noise_cov=args.noise_cov,
         steps=args.steps,
         progress=not args.quiet,
+        **noise,
     )
     save_npy(out, to_data_scale(x, scale))
     if not args.quiet:
@@ -230,6 +241,28 @@ def _add_feature_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dinov2", help="DINOv2 ViT-L/14 weights file (default: cache/download)")
 
 
+def _add_denoise(sub: argparse._SubParsersAction) -> None:
+    """``sfbd denoise``; its noise flags are every noise model's ``arguments``."""
+    n = sub.add_parser("denoise", help="posterior samples of the clean data behind noisy inputs")
+    n.add_argument("--run", required=True, help="run directory")
+    n.add_argument("--input", required=True, help="noisy samples (.npy/.npz)")
+    for name, text in noise_arguments().items():
+        n.add_argument(flag(name), dest=name, help=text)
+    n.add_argument("--out", required=True, help="output .npy, in input order")
+    n.add_argument("--stage", type=int, help="stage/iteration K (default: last finished)")
+    n.add_argument("--seed", type=int, help="seed (default: the run's)")
+    n.add_argument(
+        "--sampler",
+        choices=SAMPLERS.names(),
+        default="sde",
+        help="sde: posterior sample (default); heun: deterministic probability-flow map",
+    )
+    n.add_argument("--steps", type=int, help="schedule steps (default: 256 for sde, else run's)")
+    n.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    n.add_argument("--quiet", action="store_true")
+    n.set_defaults(func=_denoise)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sfbd",
@@ -277,30 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=_sample)
 
-    n = sub.add_parser("denoise", help="posterior samples of the clean data behind noisy inputs")
-    n.add_argument("--run", required=True, help="run directory")
-    n.add_argument("--input", required=True, help="noisy samples (.npy/.npz)")
-    n.add_argument(
-        "--sigma",
-        help="their noise level tau, or a .npy of one level per input (default: the run's noise)",
-    )
-    n.add_argument(
-        "--noise-cov",
-        help="coloured noise: .npy covariance (D x D) or power spectrum (C, H, W)",
-    )
-    n.add_argument("--out", required=True, help="output .npy, in input order")
-    n.add_argument("--stage", type=int, help="stage/iteration K (default: last finished)")
-    n.add_argument("--seed", type=int, help="seed (default: the run's)")
-    n.add_argument(
-        "--sampler",
-        choices=SAMPLERS.names(),
-        default="sde",
-        help="sde: posterior sample (default); heun: deterministic probability-flow map",
-    )
-    n.add_argument("--steps", type=int, help="schedule steps (default: 256 for sde, else run's)")
-    n.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    n.add_argument("--quiet", action="store_true")
-    n.set_defaults(func=_denoise)
+    _add_denoise(sub)
 
     t = sub.add_parser("status", help="where a run stands: stages, progress, time left")
     t.add_argument("--run", required=True, help="run directory (the --out of sfbd run)")

@@ -112,6 +112,21 @@ def _eta(
     return total, lower
 
 
+def _last_write(out: Path) -> float | None:
+    """When the run last wrote its log, metrics, step checkpoint or a shard (None: never)."""
+    written = [
+        p.stat().st_mtime
+        for p in (
+            out / "log.jsonl",
+            out / "metrics.json",
+            step_stem(out).with_suffix(".json"),
+            *out.glob("denoised/E_*/shard-*.npz"),
+        )
+        if p.is_file()
+    ]
+    return max(written) if written else None
+
+
 def run_status(run_dir: str | Path, *, verify: bool = False) -> dict[str, Any]:
     """The state of the run in ``run_dir`` as a JSON-ready dict.
 
@@ -185,16 +200,7 @@ def run_status(run_dir: str | Path, *, verify: bool = False) -> dict[str, Any]:
 
     finished = len(done) >= len(stages)
     eta, lower = (None, False) if finished else _eta(rows, remaining, rate)
-    written = [
-        p.stat().st_mtime
-        for p in (
-            out / "log.jsonl",
-            out / "metrics.json",
-            step_stem(out).with_suffix(".json"),
-            *out.glob("denoised/E_*/shard-*.npz"),
-        )
-        if p.is_file()
-    ]
+    written = _last_write(out)
     status: dict[str, Any] = {
         "run": str(out),
         "method": cfg.method,
@@ -204,7 +210,7 @@ def run_status(run_dir: str | Path, *, verify: bool = False) -> dict[str, Any]:
         "steps_per_second": rate,
         "eta_seconds": eta,
         "eta_is_lower_bound": lower,
-        "last_write_seconds_ago": time.time() - max(written) if written else None,
+        "last_write_seconds_ago": time.time() - written if written is not None else None,
     }
     if verify:
         manifest = Manifest(out)

@@ -146,7 +146,7 @@ class Sampler:
     """A registered sampler: the function and its cost.
 
     ``evaluations(levels)`` is the number of denoiser calls per sample on the schedule
-    ``levels`` (decreasing, ending in 0), what the pipeline records as the work of denoising.
+    ``levels`` (decreasing, ending in 0), what the runner records as the work of denoising.
     """
 
     run: SamplerFn

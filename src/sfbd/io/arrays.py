@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from sfbd.errors import DataError
 from sfbd.runtime import faults
 
 CHUNK_ELEMENTS = 1 << 20  # values per chunk of whole-array work (4 MiB as float32)
@@ -312,3 +313,20 @@ def open_npy(path: str | os.PathLike[str]) -> np.ndarray:
         if arr.size:
             raise
         return arr
+
+
+def read_npy(path: str, key: str) -> np.ndarray:
+    """A small .npy array (levels, a covariance) read whole as float64, or a one-line
+    :class:`~sfbd.errors.DataError` naming ``key`` (the configuration key or flag)."""
+    p = Path(path).expanduser()
+    if p.suffix != ".npy":
+        raise DataError(f"{key} must name a .npy file, got {path!r}")
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"{key}: file {path!r} not found") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{key}: cannot read {path!r} as a .npy array ({exc})") from None
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise DataError(f"{key}: {path!r} holds {arr.dtype} values, not real numbers")
+    return np.asarray(arr, dtype=np.float64)

@@ -6,12 +6,17 @@ step checkpoint); ``stem.json`` holds the denoiser's spec (kind and constructor 
 optimizer's hyperparameters, free-form metadata and the SHA-256 of the tensor file, checked on
 load. No pickles: a checkpoint never executes code when loaded. Both files are written
 atomically, the JSON last, so a pair whose checksum does not match is an interrupted write.
+
+This module knows the file format, not the networks: the caller passes the denoiser's spec
+when saving and a builder when loading (:mod:`sfbd.nets.checkpoint` passes the network
+registry's, and is what the rest of sfbd calls).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +27,6 @@ from torch import nn
 from sfbd.errors import SfbdError
 from sfbd.io.atomic import atomic_write_text
 from sfbd.io.cache import file_digest
-from sfbd.nets import build_denoiser, denoiser_spec
 from sfbd.runtime import faults
 
 
@@ -41,8 +45,11 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None,
     meta: dict[str, Any],
     extra: dict[str, torch.Tensor] | None = None,
+    *,
+    spec: dict[str, Any],
 ) -> None:
-    """Write ``stem.safetensors`` and ``stem.json`` (the JSON last: it marks completeness)."""
+    """Write ``stem.safetensors`` and ``stem.json`` (the JSON last: it marks completeness);
+    ``spec`` is the denoiser's ``{'kind': ..., 'config': ...}``, recorded for loading."""
     tensors = {**_state(model, "model"), **_state(ema, "ema")}
     for name, val in (extra or {}).items():
         tensors[f"extra.{name}"] = val.detach().cpu().contiguous()
@@ -59,7 +66,7 @@ def save_checkpoint(
     digest = file_digest(tmp, "sha256")
     faults.point("checkpoint.write")
     os.replace(tmp, stem.with_suffix(".safetensors"))
-    info = {"denoiser": denoiser_spec(model), "optimizer": groups, "meta": meta, "sha256": digest}
+    info = {"denoiser": spec, "optimizer": groups, "meta": meta, "sha256": digest}
     atomic_write_text(stem.with_suffix(".json"), json.dumps(info, indent=1))
 
 
@@ -115,13 +122,17 @@ def module_state(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, tor
 
 
 def load_checkpoint(
-    stem: Path, device: torch.device | str = "cpu"
+    stem: Path,
+    device: torch.device | str = "cpu",
+    *,
+    build: Callable[[str, dict], nn.Module],
 ) -> tuple[nn.Module, nn.Module, dict | None, dict[str, Any]]:
-    """Rebuild (model, ema, optimizer state dict or None, meta) from a checkpoint."""
+    """Rebuild (model, ema, optimizer state dict or None, meta) from a checkpoint;
+    ``build(kind, config)`` makes a module of the recorded spec."""
     info, tensors = load_tensors(stem, device)
     spec = info["denoiser"]
-    model = build_denoiser(spec["kind"], spec["config"]).to(device)
-    ema = build_denoiser(spec["kind"], spec["config"]).to(device)
+    model = build(spec["kind"], spec["config"]).to(device)
+    ema = build(spec["kind"], spec["config"]).to(device)
     model.load_state_dict(module_state(tensors, "model"))
     ema.load_state_dict(module_state(tensors, "ema"))
     return model, ema, optimizer_state(info, tensors), info["meta"]

@@ -69,6 +69,12 @@ class Method(ABC):
     needs_noisy: ClassVar[bool] = True  # user mode: data.noisy is required
     pretrains: ClassVar[bool] = False  # trains on clean (and data.pretrain) samples
     needs_truth: ClassVar[bool] = False  # needs the clean originals (benchmark mode only)
+
+    def uses_pretrain(self, cfg: Config) -> bool:
+        """Whether a run reads ``data.pretrain``: methods that pretrain on clean data do; the
+        runner passes this down to :func:`sfbd.data.load_problem`."""
+        return cfg.data.pretrain is not None and self.pretrains
+
     growable: ClassVar[tuple[str, ...]] = ()  # keys that may change on a finished run
 
     @abstractmethod

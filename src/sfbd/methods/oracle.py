@@ -32,9 +32,7 @@ class Oracle(Method):
         return [Stage(0, self.name, total_steps(cfg))]
 
     def training_set(self, stage: Stage, ctx: StageContext) -> TrainingSet:
-        from sfbd.data.problem import encoded  # (sfbd.data imports the method registry)
-
         truth = ctx.prob.noisy_truth
         assert truth is not None
-        truth = encoded(ctx.prob.corruption, truth)  # into model space, like the clean set
+        truth = ctx.prob.corruption.encoded(truth)  # into model space, like the clean set
         return as_set(ctx, stacked(ctx.prob.clean, truth))

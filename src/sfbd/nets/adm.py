@@ -49,6 +49,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from sfbd.nets.base import NETWORKS, Network, edm_kwargs
 from sfbd.nets.layers import (
     Init,
     PositionalEmbedding,
@@ -230,3 +231,6 @@ class ADMUNet(nn.Module):
 
 
 __all__ = ["ADMUNet"]
+
+
+NETWORKS.add("adm", Network(ADMUNet, edm_kwargs, rank=3, augmented=True))

@@ -6,14 +6,21 @@ With S = U diag(lam) U^T this is mu + U diag(lam / (lam + sigma^2)) U^T (x - mu)
 eigendecomposition gives the closed forms the tests compare samplers against:
 * probability-flow map from tau to 0: x_0 = mu + S^(1/2) (S + tau^2 I)^(-1/2) (y - mu);
 * posterior p(x_0 | x_tau = y) = N(mu + S (S + tau^2)^-1 (y - mu), S - S (S + tau^2)^-1 S).
-It is a denoiser ``D(x, sigma)`` like any preconditioned network, so the whole pipeline runs
+It is a denoiser ``D(x, sigma)`` like any preconditioned network, so a whole run works
 on it; "training" is refitting the moments.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import torch
 from torch import nn
+
+from sfbd.nets.base import NETWORKS, Network
+
+if TYPE_CHECKING:
+    from sfbd.schema import Config
 
 
 class GaussianDenoiser(nn.Module):
@@ -97,3 +104,11 @@ class GaussianDenoiser(nn.Module):
         means = self._apply_spectral(y, gain).reshape(y.shape[0], -1).to(torch.float64)
         cov = (self.evecs * (self.evals * (1.0 - gain))) @ self.evecs.T
         return means, cov
+
+
+def _kwargs(cfg: Config, shape: tuple[int, ...]) -> dict[str, Any]:
+    return {"shape": list(shape)}
+
+
+# the analytic denoiser of Gaussian data: refitted by moments each stage, not trained
+NETWORKS.add("gaussian", Network(GaussianDenoiser, _kwargs, rank=None, wrapped=False))

@@ -9,12 +9,18 @@ noise label ``c_noise = ln(sigma) / 4``. The output layer starts at zero, so D s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from sfbd.errors import ConfigError
+from sfbd.nets.base import NETWORKS, Network
 from sfbd.nets.embedding import NoiseEmbedding
+
+if TYPE_CHECKING:
+    from sfbd.schema import Config
 
 
 class _ResidualLayer(nn.Module):
@@ -111,3 +117,27 @@ class MLP(nn.Module):
 
 
 __all__ = ["MLP"]
+
+
+@dataclass
+class MLPKeys:
+    """The ``model.*`` keys of the MLP."""
+
+    hidden: int = 256  # mlp: width
+    layers: int = 3  # mlp: residual blocks
+
+
+def _kwargs(cfg: Config, shape: tuple[int, ...]) -> dict[str, Any]:
+    m = cfg.model
+    return {"shape": list(shape), "hidden": m.hidden, "layers": m.layers}
+
+
+def _check(cfg: Config) -> None:
+    if not (cfg.model.hidden > 0 and cfg.model.layers > 0):
+        raise ConfigError("model.hidden and model.layers must be > 0")
+
+
+NETWORKS.add(
+    "mlp",
+    Network(MLP, _kwargs, rank=1, auto_for_rank=1, Keys=MLPKeys, check=_check),
+)

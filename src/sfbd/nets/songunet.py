@@ -42,12 +42,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from sfbd.nets.base import NETWORKS, Kwargs, Network, edm_kwargs
 from sfbd.nets.layers import (
     FourierEmbedding,
     FusedDownConv,
@@ -61,6 +63,9 @@ from sfbd.nets.layers import (
     group_norm,
     linear,
 )
+
+if TYPE_CHECKING:
+    from sfbd.schema import Config
 
 PRESETS: dict[str, dict[str, Any]] = {
     "ddpmpp": {
@@ -158,30 +163,34 @@ class SongUNet(nn.Module):
         self.resample_filter = [float(t) if t != int(t) else int(t) for t in resample_filter]
 
         mc = self.model_channels
-        emb_ch = mc * self.channel_mult_emb
-        noise_ch = mc * self.channel_mult_noise
-        n_levels = len(mult)
+        self._emb_ch = mc * self.channel_mult_emb
+        self._build_mapping(mc * self.channel_mult_noise)
+        skip_ch, cout = self._build_encoder(img_ch, height)
+        self._build_decoder(img_ch, height, skip_ch, cout)
 
-        def block(cin: int, cout: int, *, attn: bool = False, resample: str | None = None):
-            return UNetBlock(
-                cin,
-                cout,
-                emb_ch,
-                resample=resample,
-                heads=1 if attn else 0,
-                dropout=self.dropout,
-                skip_scale=math.sqrt(0.5),
-                eps=1e-6,
-                resample_filter=self.resample_filter,
-                resample_proj=True,
-                adaptive_scale=False,
-                init=_INIT,
-                init_zero=_INIT_ZERO,
-                init_attn=_INIT_ATTN,
-            )
+    def _block(self, cin: int, cout: int, *, attn: bool = False, resample: str | None = None):
+        """One UNetBlock of EDM's SongUNet settings (attention: one head)."""
+        return UNetBlock(
+            cin,
+            cout,
+            self._emb_ch,
+            resample=resample,
+            heads=1 if attn else 0,
+            dropout=self.dropout,
+            skip_scale=math.sqrt(0.5),
+            eps=1e-6,
+            resample_filter=self.resample_filter,
+            resample_proj=True,
+            adaptive_scale=False,
+            init=_INIT,
+            init_zero=_INIT_ZERO,
+            init_attn=_INIT_ATTN,
+        )
 
-        # Mapping network.
-        if embedding_type == "positional":
+    def _build_mapping(self, noise_ch: int) -> None:
+        """The mapping network: noise (and augmentation) labels -> the embedding (emb_ch)."""
+        emb_ch = self._emb_ch
+        if self.embedding_type == "positional":
             self.map_noise: nn.Module = PositionalEmbedding(noise_ch, endpoint=True)
         else:
             self.map_noise = FourierEmbedding(noise_ch)
@@ -191,7 +200,10 @@ class SongUNet(nn.Module):
         self.map_layer0 = linear(noise_ch, emb_ch, _INIT)
         self.map_layer1 = linear(emb_ch, emb_ch, _INIT)
 
-        # Encoder. `skip_ch` lists the width of every tensor pushed onto the skip stack.
+    def _build_encoder(self, img_ch: int, height: int) -> tuple[list[int], int]:
+        """The encoder; returns the width of every tensor pushed onto the skip stack, and the
+        width at the lowest resolution."""
+        mc, block = self.model_channels, self._block
         self.stem = conv(img_ch, mc, 3, _INIT)
         self.enc_down = nn.ModuleDict()  # level -> down-sampling block (levels > 0)
         self.enc_aux = nn.ModuleDict()  # level -> input-path projection ('skip' / 'residual')
@@ -199,14 +211,14 @@ class SongUNet(nn.Module):
         self.aux_down = Resample("down", self.resample_filter)  # parameter-free ('skip' encoder)
         skip_ch = [mc]
         cout, caux = mc, img_ch
-        for level, m in enumerate(mult):
+        for level, m in enumerate(self.channel_mult):
             res = height >> level
             if level > 0:
                 self.enc_down[str(level)] = block(cout, cout, resample="down")
                 skip_ch.append(cout)
-                if encoder_type == "skip":
+                if self.encoder_type == "skip":
                     self.enc_aux[str(level)] = conv(caux, cout, 1, _INIT)
-                elif encoder_type == "residual":
+                elif self.encoder_type == "residual":
                     self.enc_aux[str(level)] = FusedDownConv(
                         caux, cout, self.resample_filter, _INIT
                     )
@@ -217,8 +229,12 @@ class SongUNet(nn.Module):
                 cout = mc * m
                 skip_ch.append(cout)
             self.enc_blocks.append(blocks)
+        return skip_ch, cout
 
-        # Decoder.
+    def _build_decoder(self, img_ch: int, height: int, skip_ch: list[int], cout: int) -> None:
+        """The middle blocks and the decoder, popping the encoder's skip widths."""
+        mc, mult, block = self.model_channels, self.channel_mult, self._block
+        n_levels = len(mult)
         self.mid = nn.ModuleList([block(cout, cout, attn=True), block(cout, cout)])
         self.dec_up = nn.ModuleDict()  # level -> up-sampling block (levels below the lowest)
         self.dec_blocks = nn.ModuleList([nn.ModuleList() for _ in mult])
@@ -235,7 +251,7 @@ class SongUNet(nn.Module):
                     block(cout + skip_ch.pop(), mc * mult[level], attn=attn)
                 )
                 cout = mc * mult[level]
-            if decoder_type == "skip" or level == 0:
+            if self.decoder_type == "skip" or level == 0:
                 self.out_norm[str(level)] = group_norm(cout, eps=1e-6)
                 self.out_conv[str(level)] = conv(cout, img_ch, 3, _INIT_ZERO)
         assert not skip_ch
@@ -330,3 +346,30 @@ class SongUNet(nn.Module):
 
 
 __all__ = ["PRESETS", "SongUNet"]
+
+
+@dataclass
+class SongUNetKeys:
+    """The ``model.*`` keys of DDPM++ and NCSN++ (both presets of :class:`SongUNet`)."""
+
+    channel_mult_noise: int | None = None  # ddpmpp/ncsnpp: noise embedding mult (None: preset)
+    resample_filter: list[int] | None = None  # ddpmpp/ncsnpp: FIR filter (None: preset)
+
+
+def _preset(name: str) -> Kwargs:
+    def kwargs(cfg: Config, shape: tuple[int, ...]) -> dict[str, Any]:
+        out = {**edm_kwargs(cfg, shape), **PRESETS[name]}
+        if cfg.model.channel_mult_noise is not None:
+            out["channel_mult_noise"] = cfg.model.channel_mult_noise
+        if cfg.model.resample_filter is not None:
+            out["resample_filter"] = list(cfg.model.resample_filter)
+        return out
+
+    return kwargs
+
+
+for _name in PRESETS:  # model.kind ddpmpp and ncsnpp: the paper's networks
+    NETWORKS.add(
+        _name,
+        Network(SongUNet, _preset(_name), rank=3, augmented=True, Keys=SongUNetKeys),
+    )

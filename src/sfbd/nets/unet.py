@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from sfbd.nets.base import NETWORKS, Network
 from sfbd.nets.embedding import NoiseEmbedding
+
+if TYPE_CHECKING:
+    from sfbd.schema import Config
 
 
 def _groups(channels: int) -> int:
@@ -242,3 +247,25 @@ class UNet(nn.Module):
 
 
 __all__ = ["UNet"]
+
+
+@dataclass
+class UNetKeys:
+    """The ``model.*`` key of the small U-Net (the image keys it shares are general)."""
+
+    attention: bool = False  # unet: self-attention at the lowest resolution
+
+
+def _kwargs(cfg: Config, shape: tuple[int, ...]) -> dict[str, Any]:
+    m = cfg.model
+    return {
+        "shape": list(shape),
+        "channels": m.channels,
+        "channel_mult": list(m.channel_mult),
+        "blocks_per_level": m.blocks_per_level,
+        "dropout": m.dropout,
+        "attention": m.attention,
+    }
+
+
+NETWORKS.add("unet", Network(UNet, _kwargs, rank=3, auto_for_rank=3, Keys=UNetKeys))

@@ -28,16 +28,22 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from sfbd.errors import DataError
-from sfbd.noise.base import NOISE_MODELS, WhiteInModelSpace
+from sfbd.errors import ConfigError, DataError
+from sfbd.io.arrays import read_npy
+from sfbd.noise.base import NOISE_MODELS, Corruption, WhiteInModelSpace
 from sfbd.rng import keyed_randn, stream_id
 
-METHODS = ("whiten", "top-up")
+if TYPE_CHECKING:
+    from sfbd.schema import Config, DataConfig
+
+REDUCTIONS = ("whiten", "top-up")  # the two reductions to white noise (data.noise_method)
 WARN_CONDITION = 1e2  # whitening warns above this condition number
 MAX_CONDITION = 1e8  # and refuses above it (numerically singular)
 
@@ -82,17 +88,79 @@ def check_cov(cov: np.ndarray, what: str = "data.noise_cov") -> np.ndarray:
     )
 
 
+@dataclass
+class ColouredKeys:
+    """The ``data.*`` keys of coloured Gaussian noise."""
+
+    # .npy covariance of coloured Gaussian noise: D x D matrix (vectors) or (C, H, W) power
+    # spectrum (images, orthonormal 2-D DFT); data.sigma must then be null
+    noise_cov: str | None = None
+    noise_method: str = "whiten"  # coloured noise: whiten (exact) | top-up (exact, loses info)
+
+
 @NOISE_MODELS.register("coloured")
 class ColouredGaussian(WhiteInModelSpace):
     """Gaussian noise of covariance ``cov`` (see the module docstring), reduced to white noise
     by ``method`` ('whiten' or 'top-up'); ``seed`` keys top-up's extra noise."""
 
     name = "coloured"
+    Keys = ColouredKeys
+    arguments = {"noise_cov": "coloured noise: .npy covariance (D x D) or power spectrum (C, H, W)"}
+
+    @classmethod
+    def claims(cls, data: DataConfig) -> list[str]:
+        return ["data.noise_cov"] if data.noise_cov is not None else []
+
+    @classmethod
+    def check_keys(cls, data: DataConfig) -> None:
+        if data.noise_method not in REDUCTIONS:
+            raise ConfigError(
+                f"data.noise_method must be one of {', '.join(REDUCTIONS)}; "
+                f"got {data.noise_method!r}"
+            )
+
+    @classmethod
+    def validate_config(cls, cfg: Config) -> None:
+        d = cfg.data
+        if d.noise_cov is None or d.noise_cov.strip() == "":
+            raise ConfigError(
+                "coloured noise needs data.noise_cov: the path of a .npy covariance (D x D) "
+                "or power spectrum (C, H, W)"
+            )
+
+    @classmethod
+    def from_config(
+        cls, cfg: Config, index: np.ndarray | None = None, n: int | None = None
+    ) -> ColouredGaussian:
+        d = cfg.data
+        return cls(read_npy(d.noise_cov, "data.noise_cov"), d.noise_method, d.noise_seed)
+
+    @classmethod
+    def describe_config(cls, data: DataConfig) -> str:
+        return f"coloured Gaussian, covariance {data.noise_cov}, {data.noise_method}"
+
+    @classmethod
+    def from_arguments(cls, args: dict[str, Any], *, n: int | None, seed: int) -> ColouredGaussian:
+        """``noise_cov`` an array or a .npy path; new inputs are reduced by top-up."""
+        cov = args["noise_cov"]
+        if isinstance(cov, str | Path):
+            cov = read_npy(str(cov), "--noise-cov")
+        cov = np.asarray(cov, dtype=np.float64)
+        check_cov(cov, "--noise-cov")
+        return cls(cov, "top-up", seed)
+
+    def matches(self, other: Corruption) -> bool:
+        """The same covariance (to 1e-6 relative): the reduction may differ."""
+        return (
+            isinstance(other, ColouredGaussian)
+            and other.cov.shape == self.cov.shape
+            and bool(np.allclose(other.cov, self.cov, rtol=1e-6, atol=0.0))
+        )
 
     def __init__(self, cov: np.ndarray | list, method: str = "whiten", seed: int = 0) -> None:
-        if method not in METHODS:
+        if method not in REDUCTIONS:
             raise ValueError(
-                f"data.noise_method must be one of {', '.join(METHODS)}, got {method!r}"
+                f"data.noise_method must be one of {', '.join(REDUCTIONS)}, got {method!r}"
             )
         self.cov = np.asarray(cov, dtype=np.float64)
         lam = check_cov(self.cov)

@@ -12,7 +12,10 @@ function of (noise_seed, source index i) only, like the noise itself.
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,9 +23,20 @@ import torch
 from sfbd.diffusion.precond import Denoiser
 from sfbd.diffusion.sample import backward_sample_rows, evaluations
 from sfbd.diffusion.schedule import truncate_rows
-from sfbd.errors import DataError
+from sfbd.errors import ConfigError, DataError
+from sfbd.io.arrays import read_npy
 from sfbd.noise.base import NOISE_MODELS, Corruption
 from sfbd.rng import keyed_randn, stream_id
+
+if TYPE_CHECKING:
+    from sfbd.schema import Config, DataConfig
+
+
+@dataclass
+class PerSampleKeys:
+    """The ``data.*`` keys of per-sample levels (besides ``data.sigma`` as a .npy path)."""
+
+    sigma_range: list[float] | None = None  # benchmark mode: [lo, hi], log-uniform per sample
 
 
 def check_levels(
@@ -73,6 +87,85 @@ class PerSampleGaussian(Corruption):
     """
 
     name = "per-sample"
+    Keys = PerSampleKeys
+    arguments = {
+        "sigma": "their noise level tau, or a .npy of one level per input "
+        "(default: the run's noise)"
+    }
+    for_inputs = False  # the run's levels belong to its own noisy set
+
+    @classmethod
+    def claims(cls, data: DataConfig) -> list[str]:
+        keys = ["data.sigma"] if isinstance(data.sigma, str) else []
+        return keys + (["data.sigma_range"] if data.sigma_range is not None else [])
+
+    @classmethod
+    def validate_config(cls, cfg: Config) -> None:
+        d = cfg.data
+        if d.sigma_range is not None:
+            if d.sigma is not None:
+                raise ConfigError(
+                    "data.sigma is given together with data.sigma_range, which describes the "
+                    "noise instead; set data.sigma: null"
+                )
+            r = d.sigma_range
+            if not (len(r) == 2 and all(math.isfinite(v) for v in r) and 0 < r[0] <= r[1]):
+                raise ConfigError(f"data.sigma_range must be [lo, hi] with 0 < lo <= hi, got {r}")
+            if d.source is None:
+                raise ConfigError(
+                    "data.sigma_range draws levels in benchmark mode (data.source); in user "
+                    "mode give data.sigma as the path of a .npy of the N per-sample levels"
+                )
+            return
+        if not isinstance(d.sigma, str):
+            raise ConfigError(
+                "per-sample noise needs data.sigma as a .npy of levels (user mode) or "
+                "data.sigma_range: [lo, hi] (benchmark mode)"
+            )
+        if d.sigma.strip() == "":
+            raise ConfigError("data.sigma is an empty string; give a level or a path")
+        if d.source is not None:
+            raise ConfigError(
+                "data.sigma as a file of per-sample levels is for user mode (data.noisy); in "
+                "benchmark mode draw them with data.sigma_range: [lo, hi] and data.sigma: null"
+            )
+
+    @classmethod
+    def from_config(
+        cls, cfg: Config, index: np.ndarray | None = None, n: int | None = None
+    ) -> PerSampleGaussian:
+        d = cfg.data
+        if d.sigma_range is not None:
+            assert index is not None, "validate() allows data.sigma_range in benchmark mode only"
+            lo, hi = d.sigma_range
+            levels = log_uniform_levels(index, lo, hi, d.noise_seed)
+            return cls(levels, source=f"sigma_range [{lo:g}, {hi:g}]")
+        assert isinstance(d.sigma, str)
+        levels = check_levels(read_npy(d.sigma, "data.sigma"), n, f"data.sigma file {d.sigma!r}")
+        return cls(levels, source=d.sigma)
+
+    @classmethod
+    def describe_config(cls, data: DataConfig) -> str:
+        if data.sigma_range is not None:
+            lo, hi = data.sigma_range
+            return f"white Gaussian, a level per sample, log-uniform on [{lo:g}, {hi:g}]"
+        return f"white Gaussian, a level per sample from {data.sigma}"
+
+    @classmethod
+    def from_arguments(
+        cls, args: dict[str, Any], *, n: int | None, seed: int
+    ) -> PerSampleGaussian | None:
+        """``sigma`` an array of ``n`` levels or the path of a .npy of them."""
+        sigma = args["sigma"]
+        if isinstance(sigma, str | Path):
+            if not str(sigma).endswith(".npy"):
+                return None
+            levels = read_npy(str(sigma), "--sigma")
+        elif np.ndim(sigma) > 0:
+            levels = np.asarray(sigma, dtype=np.float64)
+        else:
+            return None
+        return cls(check_levels(levels, n, "--sigma", ("inputs", "--input")), source="--sigma")
 
     def __init__(self, sigma: np.ndarray | list[float], source: str = "given") -> None:
         self.sigma = check_levels(np.asarray(sigma), None, "the noise levels")

@@ -23,15 +23,27 @@ unit variance, and its mean is biased (benchmarks/quality.py measures where it b
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from sfbd.errors import DataError
+from sfbd.errors import ConfigError, DataError
 from sfbd.io.arrays import value_range
 from sfbd.noise.base import NOISE_MODELS, WhiteInModelSpace
 from sfbd.rng import keyed_randn, stream_id
+
+if TYPE_CHECKING:
+    from sfbd.schema import Config, DataConfig
+
+
+@dataclass
+class PhotonKeys:
+    """The ``data.*`` keys of photon noise."""
+
+    gain: float | None = None  # poisson-gaussian: intensity of one photon (alpha), u = (x + 1) / 2
+    read_noise: float = 0.0  # poisson-gaussian: std of the Gaussian read noise, intensity units
 
 
 @NOISE_MODELS.register("poisson-gaussian")
@@ -40,6 +52,39 @@ class PoissonGaussian(WhiteInModelSpace):
     both in intensity units u in [0, 1] (see the module docstring)."""
 
     name = "poisson-gaussian"
+    Keys = PhotonKeys
+
+    @classmethod
+    def claims(cls, data: DataConfig) -> list[str]:
+        return ["data.gain"] if data.gain is not None else []
+
+    @classmethod
+    def check_keys(cls, data: DataConfig) -> None:
+        if not (math.isfinite(data.read_noise) and data.read_noise >= 0):
+            raise ConfigError(f"data.read_noise must be a number >= 0, got {data.read_noise}")
+
+    @classmethod
+    def validate_config(cls, cfg: Config) -> None:
+        d = cfg.data
+        if d.gain is None or not (math.isfinite(d.gain) and d.gain > 0):
+            raise ConfigError(
+                f"data.gain must be a number > 0 for poisson-gaussian noise (the intensity of "
+                f"one photon, e.g. 0.01 for 100 photons at full scale), got {d.gain}"
+            )
+
+    @classmethod
+    def from_config(
+        cls, cfg: Config, index: np.ndarray | None = None, n: int | None = None
+    ) -> PoissonGaussian:
+        assert cfg.data.gain is not None  # validate_config() requires it
+        return cls(cfg.data.gain, cfg.data.read_noise)
+
+    @classmethod
+    def describe_config(cls, data: DataConfig) -> str:
+        return (
+            f"poisson-gaussian, gain {data.gain:g} ({1 / data.gain:.3g} photons at full "
+            f"scale), read noise {data.read_noise:g}"
+        )
 
     def __init__(self, gain: float, read_noise: float = 0.0) -> None:
         if not (math.isfinite(gain) and gain > 0):

@@ -9,13 +9,18 @@ reverse SDE it draws from the posterior p(x_0 | x_tau = y) (Lu, Wu, Yu 2025, Sec
 from __future__ import annotations
 
 import math
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from sfbd.errors import ConfigError, SfbdError
 from sfbd.noise.base import NOISE_MODELS, WhiteInModelSpace
 from sfbd.rng import keyed_randn, stream_id
+
+if TYPE_CHECKING:
+    from sfbd.schema import Config, DataConfig
 
 
 @NOISE_MODELS.register("white")
@@ -23,6 +28,58 @@ class WhiteGaussian(WhiteInModelSpace):
     """Additive white Gaussian noise of standard deviation ``sigma`` (tau), in the data scale."""
 
     name = "white"
+    arguments = {
+        "sigma": "their noise level tau, or a .npy of one level per input "
+        "(default: the run's noise)"
+    }
+
+    @classmethod
+    def claims(cls, data: DataConfig) -> list[str]:
+        return ["data.sigma"] if isinstance(data.sigma, float) else []
+
+    @classmethod
+    def validate_config(cls, cfg: Config) -> None:
+        sigma = cfg.data.sigma
+        if not isinstance(sigma, float) or not (math.isfinite(sigma) and sigma > 0):
+            raise ConfigError(f"data.sigma must be a positive number (the noise std), got {sigma}")
+
+    @classmethod
+    def from_config(
+        cls, cfg: Config, index: np.ndarray | None = None, n: int | None = None
+    ) -> WhiteGaussian:
+        assert isinstance(cfg.data.sigma, float)
+        return cls(cfg.data.sigma)
+
+    @classmethod
+    def describe_config(cls, data: DataConfig) -> str:
+        assert isinstance(data.sigma, float)
+        return f"white Gaussian, sigma {data.sigma:g}"
+
+    @classmethod
+    def from_arguments(
+        cls, args: dict[str, Any], *, n: int | None, seed: int
+    ) -> WhiteGaussian | None:
+        """``sigma`` one number (or its text); an array or a .npy path is per-sample's."""
+        sigma = args["sigma"]
+        if isinstance(sigma, str | Path):
+            if str(sigma).endswith(".npy"):
+                return None
+            try:
+                sigma = float(sigma)
+            except ValueError:
+                raise SfbdError(
+                    f"--sigma must be a positive number (the noise std) or a .npy of "
+                    f"per-input levels, got {sigma!r}"
+                ) from None
+        elif np.ndim(sigma) > 0:
+            return None
+        try:
+            tau = float(sigma)
+        except (TypeError, ValueError):
+            tau = math.nan
+        if not (math.isfinite(tau) and tau > 0):
+            raise SfbdError(f"--sigma must be a positive number (the noise std), got {sigma}")
+        return cls(tau)
 
     def __init__(self, sigma: float) -> None:
         if not (math.isfinite(sigma) and sigma > 0):

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import yaml
 
-from sfbd.config import Config, dump_yaml, to_dict
-from sfbd.data.problem import STORED  # DIR/data/NAME.npy + NAME.json: stored training arrays
+from sfbd.config import Config, dump_yaml, load_config, to_dict
+from sfbd.data.store import STORED  # DIR/data/NAME.npy + NAME.json: stored training arrays
 from sfbd.errors import SfbdError
 from sfbd.io.atomic import atomic_write_text
 from sfbd.io.manifest import Manifest
@@ -96,7 +96,7 @@ class RunDirectory:
         saved = self.out / "config.yaml"
         if not saved.is_file():
             return None
-        diff = sorted(_diff_keys(yaml.safe_load(saved.read_text()), to_dict(cfg)))
+        diff = sorted(_diff_keys(_resolved(yaml.safe_load(saved.read_text())), to_dict(cfg)))
         return [] if diff and set(diff) <= set(growable) else diff
 
     def check(
@@ -195,6 +195,17 @@ class RunDirectory:
 
 
 _ABSENT = object()
+
+
+def _resolved(saved: object) -> object:
+    """A saved config.yaml as this sfbd resolves it (e.g. 0.7's ``data.noise: gaussian`` is
+    the name of the model it meant), so an old run resumes; as read when it does not load."""
+    if not isinstance(saved, dict):
+        return saved
+    try:
+        return to_dict(load_config(base=saved))
+    except SfbdError:
+        return saved
 
 
 def _diff_keys(old: object, new: object) -> list[str]:

@@ -27,17 +27,17 @@ import numpy as np
 import torch
 
 from sfbd.data import Problem, load_problem
-from sfbd.data.problem import sources_key, store_bytes, store_problem
+from sfbd.data.store import sources_key, store_bytes, store_problem
 from sfbd.diffusion.schedule import edm_sigmas
 from sfbd.errors import ConfigError
 from sfbd.io.arrays import SampleArray
 from sfbd.io.atomic import save_npy
-from sfbd.io.checkpoint import save_checkpoint
 from sfbd.io.disk import require_free
 from sfbd.io.runlog import RunLog
 from sfbd.methods import METHODS
 from sfbd.methods.base import Stage
-from sfbd.models import parameter_count
+from sfbd.nets import parameter_count
+from sfbd.nets.checkpoint import save_checkpoint
 from sfbd.rng import stream_id
 from sfbd.run import state as run_state
 from sfbd.run.denoise import ShardedDenoiser, denoised_bytes, read_denoised
@@ -181,7 +181,8 @@ class Run:
         clear = self.dir.check(self.cfg, self.method.growable, force, distributed.barrier)
         if clear and self.main:  # every rank has read the old config before it goes
             self.dir.clear()
-        prob = load_problem(self.cfg)  # before anything is written: bad input leaves no trace
+        # before anything is written: bad input leaves no trace
+        prob = load_problem(self.cfg, pretrain=self.method.uses_pretrain(self.cfg))
         check_fid(self.cfg, prob)
         parameter_count(self.cfg, prob.shape)  # a network that cannot be built fails here
         world = f" x {self.dist.world_size} processes" if self.dist.distributed else ""

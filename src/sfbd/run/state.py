@@ -21,7 +21,7 @@ from sfbd.io.checkpoint import (
     optimizer_state,
     read_meta,
 )
-from sfbd.models import build_model
+from sfbd.nets import build_model
 from sfbd.runtime import distributed, fast
 from sfbd.runtime.fast import FastPath
 from sfbd.schema import Config

@@ -8,8 +8,9 @@ The loop asks a training set for nothing but
   (``hook_every`` 0: never); Online SFBD refreshes its bank here;
 * ``state()`` / ``load_state(tensors)``: what a step or stage checkpoint must hold to resume
   the set exactly (empty for a fixed array);
-* ``population()``: every sample with its probability of being drawn, for models that are
-  refitted rather than trained (the analytic Gaussian);
+* ``population()``: every sample with its weight in the draw (unnormalised: proportional to
+  its probability of being drawn), for models that are refitted rather than trained (the
+  analytic Gaussian);
 * ``denoised()``: the denoised samples the set holds now (E_k or the bank), for metrics.
 
 :class:`IndexedTrainingSet` is a fixed sample array drawn uniformly, what SFBD's stages and
@@ -55,7 +56,8 @@ class TrainingSet(ABC):
 
     @abstractmethod
     def population(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """All samples (P, *) and their draw probabilities (P,), None for uniform."""
+        """All samples (P, *) and their draw weights (P,), unnormalised (proportional to the
+        probability of each being drawn; the refit normalises them), None for uniform."""
 
     def denoised(self) -> SampleArray | None:
         """The denoised samples the set holds now (N, *), None if it holds none."""
