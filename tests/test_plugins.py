@@ -80,11 +80,15 @@ def test_a_run_records_and_uses_the_plugins(run_dir: Path) -> None:
     assert 0.3 < radius < 0.75, radius
 
 
-def test_status_describes_the_plugin_noise_model(run_dir: Path) -> None:
+def test_status_describes_the_plugin_noise_model_and_network(run_dir: Path) -> None:
     done = sfbd("status", "--run", str(run_dir), "--json")
     assert done.returncode == 0, done.stderr
     status = json.loads(done.stdout)
     assert status["noise"] == "toy noise, level 0.3 on x / 2" and status["finished"]
+    # 2 inputs + the noise label -> 8 hidden -> 2 outputs, weights and biases
+    assert status["network"] == f"toy-linear (toy_width 8), {3 * 8 + 8 + 8 * 2 + 2} parameters"
+    text = sfbd("status", "--run", str(run_dir)).stdout
+    assert "noise: toy noise, level 0.3 on x / 2" in text and "network: toy-linear" in text
 
 
 def test_denoise_and_load_use_the_plugins(run_dir: Path, tmp_path: Path) -> None:

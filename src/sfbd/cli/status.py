@@ -24,6 +24,7 @@ import numpy as np
 from sfbd.config import load_config
 from sfbd.errors import SfbdError
 from sfbd.io.manifest import Manifest
+from sfbd.nets import describe_config as describe_network
 from sfbd.noise import describe_config
 from sfbd.run.runner import denoised_dir, plan, stage_stem, step_stem
 
@@ -130,7 +131,8 @@ def _last_write(out: Path) -> float | None:
 def run_status(run_dir: str | Path, *, verify: bool = False) -> dict[str, Any]:
     """The state of the run in ``run_dir`` as a JSON-ready dict.
 
-    Keys: ``run``, ``method``, ``finished``, ``stages`` (one dict per planned stage with
+    Keys: ``run``, ``method``, ``noise`` and ``network`` (each described by its plug-in),
+    ``finished``, ``stages`` (one dict per planned stage with
     ``iteration``, ``name``, ``steps``, ``state`` in done | evaluating | training | denoising |
     next (nothing of it written yet) | pending, and as known ``seconds``, ``metrics``,
     ``trained_steps``, ``checkpoint_step``, ``denoised``/``shards``/``noisy``),
@@ -154,6 +156,7 @@ def run_status(run_dir: str | Path, *, verify: bool = False) -> dict[str, Any]:
     records = _log_records(out / "log.jsonl")
     starts = [r for r in records if r.get("event") == "start"]
     noisy = starts[-1].get("noisy") if starts else None
+    shape = tuple(starts[-1]["shape"]) if starts and "shape" in starts[-1] else None
     started = float(starts[-1].get("time", -math.inf)) if starts else -math.inf
     step_meta = (_json(step_stem(out).with_suffix(".json")) or {}).get("meta", {})
     losses = [
@@ -205,6 +208,7 @@ def run_status(run_dir: str | Path, *, verify: bool = False) -> dict[str, Any]:
         "run": str(out),
         "method": cfg.method,
         "noise": describe_config(cfg),
+        "network": describe_network(cfg, shape),
         "finished": finished,
         "stages": rows,
         "steps_per_second": rate,
@@ -235,6 +239,8 @@ def format_status(status: dict[str, Any]) -> str:
     lines = [f"run {status['run']} (method {status['method']})"]
     if status.get("noise"):
         lines.append(f"noise: {status['noise']}")
+    if status.get("network"):
+        lines.append(f"network: {status['network']}")
     for r in status["stages"]:
         head = f"  stage {r['iteration']:02d} {r['name']:<10} {r['steps']:>8} steps  "
         state = r["state"]

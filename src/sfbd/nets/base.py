@@ -14,6 +14,7 @@ vectors, the small U-Net for images). Checkpoint kinds of 0.7 and earlier map th
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -144,6 +145,20 @@ def parameter_count(cfg: Config, shape: tuple[int, ...]) -> int:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return sum(p.numel() for p in model.parameters())
+
+
+def describe_config(cfg: Config, shape: tuple[int, ...] | None = None) -> str:
+    """The configured network in a few words, for ``sfbd status``: its name, its own keys'
+    values and, when the sample shape is known, its parameter count (counted on the meta
+    device, nothing allocated)."""
+    if shape is None:
+        return cfg.model.kind if cfg.model.kind != "auto" else "auto (by the samples' shape)"
+    kind = resolve_kind(cfg, shape)
+    keys = NETWORKS[kind].Keys
+    fields = dataclasses.fields(keys) if keys is not None else ()
+    own = ", ".join(f"{f.name} {getattr(cfg.model, f.name)}" for f in fields)
+    own_text = f" ({own})" if own else ""
+    return f"{kind}{own_text}, {parameter_count(cfg, shape):,} parameters"
 
 
 def validate_config(cfg: Config) -> None:
