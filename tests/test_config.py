@@ -1,4 +1,5 @@
 import pytest
+import yaml
 
 from sfbd.config import _all_keys, dump_yaml, load_config, parse_override
 from sfbd.errors import ConfigError
@@ -57,9 +58,11 @@ def test_modes_are_exclusive_and_complete():
     with pytest.raises(ConfigError, match="either data.source"):
         load_config(overrides=[*SRC, "data.noisy=a.npy", "data.clean=b.npy"])
     with pytest.raises(ConfigError, match="needs data.clean"):
-        load_config(overrides=["data.noisy=a.npy"])
+        load_config(overrides=["data.noisy=a.npy", "data.sigma=0.3"])
     with pytest.raises(ConfigError, match="oracle needs benchmark"):
-        load_config(overrides=["data.noisy=a.npy", "data.clean=b.npy", "method=oracle"])
+        load_config(
+            overrides=["data.noisy=a.npy", "data.clean=b.npy", "method=oracle", "data.sigma=0.3"]
+        )
 
 
 def test_yaml_file_and_errors(tmp_path):
@@ -147,10 +150,10 @@ def test_clean_fraction_zero_needs_a_method_without_clean_data_or_pretrain():
 
 
 def test_user_mode_needs_clean_or_pretrain_samples():
-    msg = _message(["data.noisy=a.npy"])
+    msg = _message(["data.noisy=a.npy", "data.sigma=0.3"])
     assert msg.startswith("method sfbd needs data.clean (clean samples of the same distribution)")
     assert "or data.pretrain" in msg
-    cfg = load_config(overrides=["data.noisy=a.npy", "data.pretrain=p.npy"])
+    cfg = load_config(overrides=["data.noisy=a.npy", "data.pretrain=p.npy", "data.sigma=0.3"])
     assert cfg.data.clean is None and cfg.data.pretrain == "p.npy"
     assert "method noisy-only needs data.noisy" in _message(
         ["data.clean=b.npy", "method=noisy-only"]
@@ -170,10 +173,10 @@ def test_pretrain_must_differ_from_the_run_data(tmp_path):
         [*SRC, f"eval.reference={f}", f"data.pretrain={f}"]
     )
     assert "same data as data.clean" in _message(
-        ["data.noisy=n.npy", f"data.clean={f}", f"data.pretrain={f}"]
+        ["data.noisy=n.npy", f"data.clean={f}", f"data.pretrain={f}", "data.sigma=0.3"]
     )
     assert "same data as data.noisy" in _message(
-        [f"data.noisy={f}", "data.clean=c.npy", f"data.pretrain={f}"]
+        [f"data.noisy={f}", "data.clean=c.npy", f"data.pretrain={f}", "data.sigma=0.3"]
     )
 
 
@@ -236,3 +239,19 @@ def test_fast_switches_accept_on_off_auto_and_booleans():
 def test_online_and_reduction_keys_are_checked(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(overrides=["data.source=ring8", override])
+
+
+def test_user_mode_noisy_files_need_their_noise_level(tmp_path):
+    """The benchmark default data.sigma=0.35 is never a user's noise level by accident."""
+    files = ["data.noisy=a.npy", "data.clean=b.npy"]
+    msg = _message(files)
+    assert msg.startswith("data.noisy is given but data.sigma is not") and "0.35" in msg
+    assert load_config(overrides=[*files, "data.sigma=0.35"]).data.sigma == 0.35  # said so
+    (tmp_path / "u.yaml").write_text("data:\n  noisy: a.npy\n  clean: b.npy\n  sigma: 0.2\n")
+    assert load_config(tmp_path / "u.yaml").data.sigma == 0.2
+    coloured = load_config(overrides=[*files, "data.sigma=null", "data.noise_cov=c.npy"])
+    assert coloured.data.noise == "coloured"
+    # no noisy files, no level needed; a resolved config.yaml (the run's own) gives it
+    assert load_config(overrides=["data.clean=b.npy", "method=clean-only"]).data.noisy is None
+    cfg = load_config(overrides=[*files, "data.sigma=0.3"])
+    assert load_config(base=yaml.safe_load(dump_yaml(cfg))) == cfg

@@ -91,3 +91,17 @@ def test_paper_presets_dry_run(capsys):
         1.3824,
     )
     assert not Path("unused").exists()
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_a_method_comment_lists_every_method(path):
+    """Where a preset's ``method:`` line lists the choices, it lists every registered method
+    (the user-mode template may say that oracle needs benchmark mode)."""
+    from sfbd.methods import METHODS
+
+    line = next(li for li in path.read_text().splitlines() if li.startswith("method:"))
+    if "#" not in line:
+        return  # no list to keep up to date
+    listed = {w.strip("() :,") for w in line.split("#", 1)[1].split("|")}
+    listed = {w.split()[0] for w in listed if w}
+    assert set(METHODS) <= listed | {"oracle"} if path == TEMPLATE else set(METHODS) <= listed

@@ -374,7 +374,11 @@ def test_fd_dinov2_needs_images_and_a_reference(tmp_path: Path, capsys: pytest.C
     assert err.startswith("sfbd: error: eval.fd_dinov2 needs images") and "\n" not in err
     np.save(tmp_path / "n.npy", np.zeros((6, 1, 8, 8), np.float32))
     np.save(tmp_path / "c.npy", np.zeros((3, 1, 8, 8), np.float32))
-    user = [f"data.noisy={tmp_path / 'n.npy'}", f"data.clean={tmp_path / 'c.npy'}"]
+    user = [
+        f"data.noisy={tmp_path / 'n.npy'}",
+        f"data.clean={tmp_path / 'c.npy'}",
+        "data.sigma=0.35",
+    ]
     cfg = load_config(overrides=[*user, "eval.fd_dinov2=true"])
     with pytest.raises(DataError, match="eval.fd_dinov2 in user mode .* eval.fd_dinov2_stats"):
         check_fid(cfg, load_problem(cfg))

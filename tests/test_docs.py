@@ -288,3 +288,14 @@ def test_readme_is_a_quickstart() -> None:
     for command in ("make demo", "make test"):
         assert command in text
     assert "docs/README.md" in text or "(docs/)" in text
+
+
+def test_readme_python_example_has_a_run_folder_of_its_own() -> None:
+    """The README's Python example must not resume (and alter) a folder its shell examples
+    write with other settings: its run directory appears in no `--out` of the README."""
+    text = (ROOT / "README.md").read_text()
+    python = "".join(re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M))
+    py_dirs = set(re.findall(r'Run\(cfg, "([^"]+)"\)', python))
+    assert py_dirs, "the README's Python example runs no sfbd.Run"
+    shell_dirs = set(re.findall(r"--out (\S+)", text))
+    assert not py_dirs & shell_dirs, py_dirs & shell_dirs

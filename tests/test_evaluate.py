@@ -85,7 +85,7 @@ def test_image_folder_run_with_augmentation_fid_grids_and_log(
     assert [r["step"] for r in losses] == [2, 4, 6]  # every train.log_every steps, global count
     assert sum(r["event"] == "stage" for r in records) == 2
     ck = json.loads((tmp_path / "checkpoints" / "stage-01.json").read_text())
-    assert ck["denoiser"]["kind"] == "songunet"
+    assert ck["denoiser"]["kind"] == "ddpmpp"  # the model.kind (0.7 recorded its class, songunet)
     assert ck["denoiser"]["config"]["augment_dim"] == 9
 
 
@@ -119,6 +119,7 @@ def test_fid_requests_that_cannot_be_met(tmp_path):
     np.save(tmp_path / "n.npy", np.zeros((6, 1, 8, 8), np.float32))
     np.save(tmp_path / "c.npy", np.zeros((3, 1, 8, 8), np.float32))
     user = [f"data.noisy={tmp_path / 'n.npy'}", f"data.clean={tmp_path / 'c.npy'}", "eval.fid=true"]
+    user.append("data.sigma=0.35")
     cfg = load_config(overrides=user)
     with pytest.raises(DataError, match="needs eval.reference"):
         check_fid(cfg, load_problem(cfg))

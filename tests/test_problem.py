@@ -136,17 +136,27 @@ def test_user_mode_inputs_are_checked(tmp_path):
     np.save(tmp_path / "empty.npy", np.zeros((0, 2), np.float32))
     np.save(tmp_path / "inf.npy", np.full((4, 2), np.inf, np.float32))
     noisy = f"data.noisy={tmp_path / 'noisy.npy'}"
-    msg = _data_error(load_config(overrides=[noisy, f"data.clean={tmp_path / 'one.npy'}"]))
+    msg = _data_error(
+        load_config(overrides=[noisy, "data.sigma=0.3", f"data.clean={tmp_path / 'one.npy'}"])
+    )
     assert msg.startswith("data.clean holds 1 sample but needs at least 2")
-    msg = _data_error(load_config(overrides=[noisy, f"data.clean={tmp_path / 'empty.npy'}"]))
+    msg = _data_error(
+        load_config(overrides=[noisy, "data.sigma=0.3", f"data.clean={tmp_path / 'empty.npy'}"])
+    )
     assert (
         msg.startswith("data.clean in ") and "is empty (shape (0, 2)): it holds no samples" in msg
     )
     inf = f"data.noisy={tmp_path / 'inf.npy'}"
-    msg = _data_error(load_config(overrides=[inf, f"data.clean={tmp_path / 'noisy.npy'}"]))
+    msg = _data_error(
+        load_config(overrides=[inf, "data.sigma=0.3", f"data.clean={tmp_path / 'noisy.npy'}"])
+    )
     assert msg.startswith("data.noisy in ") and "infinite values in 4 of 4 samples" in msg
     ref = f"eval.reference={tmp_path / 'one.npy'}"
-    msg = _data_error(load_config(overrides=[noisy, f"data.clean={tmp_path / 'noisy.npy'}", ref]))
+    msg = _data_error(
+        load_config(
+            overrides=[noisy, "data.sigma=0.3", f"data.clean={tmp_path / 'noisy.npy'}", ref]
+        )
+    )
     assert msg.startswith("eval.reference holds 1 sample but needs at least 2")
 
 
@@ -220,8 +230,25 @@ def test_a_user_npy_is_used_in_place_and_a_float64_one_converted_per_read(tmp_pa
     np.save(tmp_path / "c.npy", x[:20].astype(np.float32))
     for name in ("n32", "n64"):
         cfg = load_config(
-            overrides=[f"data.noisy={tmp_path / name}.npy", f"data.clean={tmp_path}/c.npy"]
+            overrides=[
+                f"data.noisy={tmp_path / name}.npy",
+                f"data.clean={tmp_path}/c.npy",
+                "data.sigma=0.3",
+            ]
         )
         p = load_problem(cfg)
         assert np.array_equal(np.asarray(p.noisy), x.astype(np.float32))
         assert isinstance(p.noisy, np.memmap) == (name == "n32")
+
+
+def test_uint8_noisy_files_are_refused(tmp_path):
+    """Noise stored in 8 bits is rounded and clipped: its known level would be wrong."""
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "y.npy", rng.integers(0, 256, (20, 1, 4, 4), dtype=np.uint8))
+    np.save(tmp_path / "c.npy", rng.integers(0, 256, (5, 1, 4, 4), dtype=np.uint8))
+    sets = [f"data.noisy={tmp_path / 'y.npy'}", f"data.clean={tmp_path / 'c.npy'}"]
+    cfg = load_config(overrides=[*sets, "data.sigma=0.2"])
+    with pytest.raises(DataError, match="data.noisy .* holds uint8 values: noise cannot be"):
+        load_problem(cfg)
+    np.save(tmp_path / "y.npy", rng.normal(size=(20, 1, 4, 4)).astype(np.float32))
+    assert len(load_problem(cfg).noisy) == 20  # float noisy data beside uint8 clean images

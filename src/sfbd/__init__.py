@@ -9,8 +9,8 @@ From Python (docs/python-api.md)::
     import sfbd
 
     cfg = sfbd.load_config("configs/ring8.yaml", ["sfbd.iterations=2"])
-    sfbd.Run(cfg, "runs/ring8").execute()  # train (or resume) every stage
-    model = sfbd.load("runs/ring8")        # sfbd.Model: the last finished stage
+    sfbd.Run(cfg, "runs/ring8-py").execute()  # train (or resume) every stage (minutes)
+    model = sfbd.load("runs/ring8-py")        # sfbd.Model: the last finished stage
     x = model.sample(1000)                 # samples in the data's shape and scale
     x0 = model.denoise(y, sigma=0.35)      # posterior samples behind noisy y
 

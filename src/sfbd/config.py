@@ -237,8 +237,28 @@ def load_config(
         _merge(cfg, layer)
     cfg.plugins = [plugins.resolve(e) for e in cfg.plugins]
     cfg.data.noise = resolve_noise(cfg.data)
+    _check_user_sigma(cfg, layers)
     validate(cfg)
     return cfg
+
+
+def _given(layers: list[dict], section: str, key: str) -> bool:
+    return any(isinstance(layer.get(section), dict) and key in layer[section] for layer in layers)
+
+
+def _check_user_sigma(cfg: Config, layers: list[dict]) -> None:
+    """User mode's noisy files have no default noise level: white noise at benchmark mode's
+    default ``data.sigma`` would train silently on a guess. Refuse noisy files unless a layer
+    gives ``data.sigma`` (a level, a .npy of levels, or null beside another noise model; a
+    resolved config.yaml always gives it)."""
+    d = cfg.data
+    if d.noisy is None or d.source is not None or _given(layers, "data", "sigma"):
+        return
+    raise ConfigError(
+        "data.noisy is given but data.sigma is not: set the noise level of the noisy samples "
+        "(--set data.sigma=TAU, a number or a .npy of per-sample levels), or null with another "
+        f"noise model; {type(d)().sigma} is only benchmark mode's default"
+    )
 
 
 def _check_override(key: str) -> None:

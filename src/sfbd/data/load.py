@@ -14,6 +14,7 @@ import numpy as np
 from sfbd.data.benchmark import split_benchmark
 from sfbd.data.problem import Problem, at_least_two, check_shape
 from sfbd.data.sources import BUILTINS, builtin, load_array
+from sfbd.errors import DataError
 from sfbd.io.arrays import SampleArray
 from sfbd.noise import from_config
 
@@ -76,6 +77,12 @@ def load_problem(cfg: Config, *, pretrain: bool | None = None) -> Problem:
         noisy = clean = None
         if d.noisy is not None:
             noisy, scale = load_array(d.noisy, "data.noisy", images_ok=False, cache_dir=d.cache_dir)
+            if scale == "uint8":
+                raise DataError(
+                    f"data.noisy {d.noisy!r} holds uint8 values: noise cannot be stored in 8 "
+                    "bits without rounding and clipping it, so its known level would be wrong; "
+                    "save the noisy samples as floats (e.g. float32 in the [-1, 1] scale)"
+                )
         if d.clean is not None:
             clean, clean_scale = load_array(d.clean, "data.clean", cache_dir=d.cache_dir)
             scale = scale if noisy is not None else clean_scale

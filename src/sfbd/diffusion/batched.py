@@ -10,11 +10,11 @@ from collections.abc import Iterator
 from typing import Protocol
 
 import torch
-from tqdm.auto import tqdm
 
 from sfbd.diffusion.precond import Denoiser
 from sfbd.diffusion.sample import sample_from_noise
 from sfbd.runtime.interrupt import NEVER, StopFlag
+from sfbd.runtime.progress import bar as progress_bar
 
 
 class BackwardSampler(Protocol):
@@ -57,7 +57,7 @@ def generate_batches(
     """
     starts = batch_starts(n, batch_size, rank, world)
     total = sum(min(batch_size, n - s) for s in starts)
-    with tqdm(total=total, desc=desc, disable=not progress, leave=False, dynamic_ncols=True) as bar:
+    with progress_bar(total=total, desc=desc, progress=progress) as bar:
         for start in starts:
             stop.check(f"during {desc}")
             keys = torch.arange(start, min(n, start + batch_size), device=device)
@@ -125,9 +125,7 @@ def denoise_all(
     if keys is None:
         keys = torch.arange(len(y))
     out = []
-    with tqdm(
-        total=len(y), desc=desc, disable=not progress, leave=False, dynamic_ncols=True
-    ) as bar:
+    with progress_bar(total=len(y), desc=desc, progress=progress) as bar:
         for start in range(0, len(y), batch_size):
             stop.check(f"during {desc}")
             yb = y[start : start + batch_size].to(device)
