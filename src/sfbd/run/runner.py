@@ -40,8 +40,8 @@ from sfbd.methods.base import Stage
 from sfbd.models import parameter_count
 from sfbd.rng import stream_id
 from sfbd.run import state as run_state
-from sfbd.run.denoise import ShardedDenoiser, denoised_bytes, read_denoised
-from sfbd.run.directory import RunDirectory, denoised_dir, shard_path, stage_stem, step_stem
+from sfbd.run.denoise import ShardedDenoiser, denoised_bytes
+from sfbd.run.directory import RunDirectory, shard_path
 from sfbd.run.evaluate import (
     FrechetMetrics,
     check_fid,
@@ -59,16 +59,7 @@ from sfbd.train.loop import train_stage
 from sfbd.train.state import StageProgress, TrainState
 from sfbd.version import __version__
 
-__all__ = [
-    "Run",
-    "Stage",
-    "denoised_dir",
-    "plan",
-    "read_denoised",
-    "resolve_device",
-    "stage_stem",
-    "step_stem",
-]
+__all__ = ["Run", "Stage", "plan", "resolve_device"]
 
 SAVED_SAMPLES = 1000  # generated samples kept per stage in samples/stage-KK.npy
 
