@@ -55,7 +55,9 @@ from sfbd.runtime.interrupt import NEVER, StopFlag
 from sfbd.schema import Config
 from sfbd.train.augment import Augment
 from sfbd.train.data import TrainingSet
+from sfbd.train.ema import EMA
 from sfbd.train.loop import train_stage
+from sfbd.train.settings import TrainSettings
 from sfbd.train.state import StageProgress, TrainState
 from sfbd.version import __version__
 
@@ -346,29 +348,24 @@ class Run:
             self.runlog.scalar("train/skipped_steps", skipped_before + skipped, step)
 
         t = cfg.train
+        settings = TrainSettings.from_config(
+            t,
+            steps=stage.steps,
+            seed=stream_id("train", cfg.seed, k),
+            fp=self.fast,
+            desc=f"stage {k} {stage.name}: train",
+            progress=self.progress,
+        )
         loss = train_stage(
             state,
             tset,
-            steps=stage.steps,
-            batch_size=t.batch_size,
-            lr=t.lr,
-            lr_warmup=t.lr_warmup,
-            ema_halflife=t.ema_halflife,
-            seed=stream_id("train", cfg.seed, k),
-            desc=f"stage {k} {stage.name}: train",
-            progress=self.progress,
+            settings,
+            EMA.for_stage(t.ema_halflife, stage.steps),
             augment=Augment(t.augment) if t.augment > 0 else None,
             log=log,
-            log_every=t.log_every,
             resume=resume,
             checkpoint=save_step,
-            checkpoint_every=t.checkpoint_every,
             stop=self.stop,
-            max_skipped=t.max_skipped,
-            micro_batch=t.micro_batch,
-            bf16=self.fast.bf16,
-            channels_last=self.fast.channels_last,
-            loss_reduction=t.loss_reduction,
         )
         skipped = state.skipped - skipped_before
         meta = {
