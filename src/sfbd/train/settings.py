@@ -35,7 +35,8 @@ class TrainSettings:
     micro_batch: int | None = None  # most samples per forward pass per rank; None: the share
     bf16: bool = False  # forward pass under bfloat16 autocast (weights stay float32)
     channels_last: bool = False  # NHWC inputs (for networks converted to channels_last)
-    stop_sync_every: int = 25  # DDP: steps between the ranks' agreement on a stop request
+    stop_sync_every: int = 25  # DDP: steps between the ranks' agreements on a stop request
+    #                            (one host synchronisation each)
     loss_reduction: str = "mean"  # 'sum': gradients of the loss summed over a sample's D
     #                               elements (EDM's), D times those of 'mean'
     desc: str = "train"  # the progress bar's and the error messages' label
