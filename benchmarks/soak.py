@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import committed  # noqa: E402  (benchmarks/committed.py: where results go)
 
-from sfbd.run.runner import read_denoised  # noqa: E402
+from sfbd.run.denoise import read_denoised  # noqa: E402
 from sfbd.runtime.interrupt import EXIT_INTERRUPTED  # noqa: E402
 
 SETS = [

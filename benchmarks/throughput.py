@@ -48,7 +48,9 @@ from sfbd.diffusion.schedule import edm_sigmas, truncate_sigmas
 from sfbd.nets import build_model
 from sfbd.runtime import fast
 from sfbd.train.augment import Augment
+from sfbd.train.ema import EMA
 from sfbd.train.loop import TrainState, train_stage
+from sfbd.train.settings import TrainSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "cifar10-4pct.yaml"
@@ -169,22 +171,18 @@ class Bench:
         augment = self.loss_fn.augment
 
         def train(n: int) -> None:  # the training loop of sfbd run itself
-            train_stage(
-                state,
-                data,
+            settings = TrainSettings(
                 steps=n,
                 batch_size=batch,
                 lr=1e-4,
-                lr_warmup=0,
-                ema_halflife=0.1,
                 seed=1,
-                progress=False,
-                augment=augment,
                 log_every=10**9,
                 micro_batch=max_micro,
                 bf16=self.path.bf16,
                 channels_last=self.path.channels_last,
+                progress=False,
             )
+            train_stage(state, data, settings, EMA.for_stage(0.1, n), augment=augment)
 
         start = time.perf_counter()
         train(warmup)  # the first steps compile (fast path)

@@ -2,6 +2,7 @@ import copy
 
 import pytest
 import torch
+from train_helpers import train_kw as train_stage
 
 from sfbd.io.checkpoint import (
     CheckpointError,
@@ -11,7 +12,7 @@ from sfbd.io.checkpoint import (
 from sfbd.nets import build_denoiser
 from sfbd.nets.checkpoint import load_checkpoint, save_checkpoint
 from sfbd.nets.gaussian import GaussianDenoiser
-from sfbd.train.loop import TrainState, make_optimizer, train_stage
+from sfbd.train.loop import TrainState, make_optimizer
 
 
 def test_round_trip_restores_weights_ema_and_adam(tmp_path):

@@ -12,7 +12,8 @@ from run_helpers import RING8_STAGED
 from run_helpers import sfbd_run as run_in_subprocess
 
 from sfbd.config import load_config
-from sfbd.run.runner import Run, read_denoised
+from sfbd.run.denoise import read_denoised
+from sfbd.run.runner import Run
 from sfbd.runtime import faults
 
 SETS = RING8_STAGED

@@ -11,7 +11,8 @@ from sfbd.data import load_problem
 from sfbd.errors import SfbdError
 from sfbd.methods import METHODS
 from sfbd.nets.checkpoint import load_checkpoint
-from sfbd.run.runner import Run, plan, read_denoised
+from sfbd.run.denoise import read_denoised
+from sfbd.run.runner import Run, plan
 
 MU = np.array([0.3, -0.2])
 COV = np.array([[0.5, 0.2], [0.2, 0.3]])

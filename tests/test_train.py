@@ -3,12 +3,15 @@ import math
 
 import pytest
 import torch
+from train_helpers import train_kw
 
 from sfbd.errors import SfbdError
 from sfbd.nets import build_denoiser
 from sfbd.nets.gaussian import GaussianDenoiser
 from sfbd.runtime.interrupt import Interrupted, StopFlag
-from sfbd.train.loop import TrainState, ema_update, make_optimizer, train_stage
+from sfbd.train.ema import EMA
+from sfbd.train.loop import TrainState, make_optimizer, train_stage
+from sfbd.train.settings import TrainSettings
 
 KW = dict(batch_size=8, lr=1e-3, lr_warmup=0, ema_halflife=0.1, seed=0, progress=False)
 
@@ -26,27 +29,15 @@ def test_training_lowers_the_loss_and_is_reproducible():
     data = data + 0.05 * torch.randn(2000, 2, generator=g)
     kw = dict(batch_size=128, lr=2e-3, lr_warmup=10, ema_halflife=0.1, seed=3, progress=False)
     s = _state()
-    first = train_stage(s, data, steps=20, **kw)
-    later = train_stage(s, data, steps=300, **kw)
+    first = train_kw(s, data, steps=20, **kw)
+    later = train_kw(s, data, steps=300, **kw)
     assert later < 0.8 * first
     assert s.step == 320
     s2 = _state()
-    train_stage(s2, data, steps=20, **kw)
-    assert train_stage(s2, data, steps=300, **kw) == later
+    train_kw(s2, data, steps=20, **kw)
+    assert train_kw(s2, data, steps=300, **kw) == later
     for a, b in zip(s.model.parameters(), s2.model.parameters(), strict=True):
         assert torch.equal(a, b)
-
-
-def test_ema_update_formula():
-    a = torch.nn.Linear(2, 2)
-    b = copy.deepcopy(a)
-    with torch.no_grad():
-        for p in a.parameters():
-            p.add_(1.0)
-    before = [p.clone() for p in b.parameters()]
-    ema_update(b, a, 0.9)
-    for e, p, old in zip(b.parameters(), a.parameters(), before, strict=True):
-        assert torch.allclose(e, 0.9 * old + 0.1 * p)
 
 
 def test_ema_halflife_is_a_fraction_of_the_stage():
@@ -58,17 +49,8 @@ def test_ema_halflife_is_a_fraction_of_the_stage():
             p.add_(1.0)
     gap0 = [(e - p).clone() for e, p in zip(s.ema.parameters(), s.model.parameters(), strict=True)]
     data = torch.zeros(10, 2)
-    train_stage(
-        s,
-        data,
-        steps=40,
-        batch_size=4,
-        lr=1e-12,
-        lr_warmup=0,
-        ema_halflife=0.25,
-        seed=0,
-        progress=False,
-    )
+    settings = TrainSettings(steps=40, batch_size=4, lr=1e-12, seed=0, progress=False)
+    train_stage(s, data, settings, EMA.for_stage(0.25, settings.steps))
     for e, p, g in zip(s.ema.parameters(), s.model.parameters(), gap0, strict=True):
         assert torch.allclose(e - p, g * 0.5**4, atol=1e-5)
 
@@ -79,7 +61,7 @@ def test_nonfinite_steps_are_skipped_without_moving_weights_or_adam():
     data[:, 0] = float("nan")
     before = [p.clone() for p in s.model.parameters()]
     ema_before = [p.clone() for p in s.ema.parameters()]
-    train_stage(s, data, steps=5, **KW)
+    train_kw(s, data, steps=5, **KW)
     for p, b in zip(s.model.parameters(), before, strict=True):
         assert torch.equal(p, b)  # every loss is NaN: every step skipped
     for p, b in zip(s.ema.parameters(), ema_before, strict=True):
@@ -94,7 +76,7 @@ def test_a_nan_row_in_the_data_skips_only_the_batches_that_draw_it():
     data[17] = float("nan")
     s = _state()
     logged = []
-    loss = train_stage(s, data, steps=60, log=lambda *a: logged.append(a), log_every=20, **KW)
+    loss = train_kw(s, data, steps=60, log=lambda *a: logged.append(a), log_every=20, **KW)
     # each batch of 8 from 400 rows holds row 17 with probability 1 - (399/400)^8 ~ 2%
     assert 0 < s.skipped < 15
     assert all(torch.isfinite(p).all() for p in s.model.parameters())
@@ -110,7 +92,7 @@ def test_logged_and_returned_means_count_only_the_finite_steps():
 
     def run(log_every: int) -> tuple[list, float, int]:
         s, logged = _state(), []
-        loss = train_stage(
+        loss = train_kw(
             s, data, steps=60, log=lambda *a: logged.append(a), log_every=log_every, **KW
         )
         return logged, loss, s.skipped
@@ -130,7 +112,7 @@ def test_persistent_nonfinite_steps_stop_the_run():
     s = _state()
     data = torch.full((8, 2), float("inf"))
     with pytest.raises(SfbdError, match="12 consecutive steps had non-finite"):
-        train_stage(s, data, steps=30, max_skipped=12, log_every=12, **KW)
+        train_kw(s, data, steps=30, max_skipped=12, log_every=12, **KW)
     assert all(torch.isfinite(p).all() for p in s.model.parameters())
 
 
@@ -139,7 +121,7 @@ def test_resuming_from_a_step_snapshot_is_bit_identical():
     data = 0.5 * torch.randn(500, 2, generator=g)
     kw = {**KW, "steps": 40, "seed": 9}
     straight = _state()
-    loss = train_stage(straight, data, **kw)
+    loss = train_kw(straight, data, **kw)
     snaps = {}
     part = _state()
     flag = StopFlag()
@@ -153,7 +135,7 @@ def test_resuming_from_a_step_snapshot_is_bit_identical():
             flag.set()
 
     with pytest.raises(Interrupted, match="at step 22/40"):
-        train_stage(part, data, checkpoint=keep, checkpoint_every=7, stop=flag, **kw)
+        train_kw(part, data, checkpoint=keep, checkpoint_every=7, stop=flag, **kw)
     assert snaps["p"].done == 22  # checkpoints at 7, 14, 21 and, for the stop, at 22
     torch.manual_seed(123)  # the global generator is restored from the snapshot
     resumed = _state(seed=5)
@@ -161,7 +143,7 @@ def test_resuming_from_a_step_snapshot_is_bit_identical():
     resumed.ema.load_state_dict(snaps["w"][1])
     resumed.optimizer.load_state_dict(snaps["o"])
     resumed.step = snaps["step"]
-    assert train_stage(resumed, data, resume=snaps["p"], **kw) == loss
+    assert train_kw(resumed, data, resume=snaps["p"], **kw) == loss
     for a, b in zip(straight.model.parameters(), resumed.model.parameters(), strict=True):
         assert torch.equal(a, b)
     for a, b in zip(straight.ema.parameters(), resumed.ema.parameters(), strict=True):
@@ -173,17 +155,8 @@ def test_gaussian_model_trains_by_refitting():
     s = TrainState(m, GaussianDenoiser((2,)), make_optimizer(m, 1e-3))
     assert s.optimizer is None
     data = torch.randn(5000, 2, generator=torch.Generator().manual_seed(1)) * 0.2 + 1.0
-    out = train_stage(
-        s,
-        data,
-        steps=1,
-        batch_size=1,
-        lr=1.0,
-        lr_warmup=0,
-        ema_halflife=0.1,
-        seed=0,
-        progress=False,
-    )
+    settings = TrainSettings(steps=1, batch_size=1, lr=1.0, seed=0, progress=False)
+    out = train_stage(s, data, settings, EMA(0.1))
     assert out != out  # NaN: no loss for the analytic model
     assert torch.allclose(s.ema.mean, torch.ones(2, dtype=torch.float64), atol=0.02)
 
@@ -195,7 +168,7 @@ def _ddp_train(rank, world, out, micro):
     s.forward = DistributedDataParallel(s.model)
     data = 0.5 * torch.randn(300, 2, generator=torch.Generator().manual_seed(2))
     kw = {**KW, "batch_size": 16, "seed": 4}
-    loss = train_stage(s, data, steps=25, micro_batch=micro, **kw)
+    loss = train_kw(s, data, steps=25, micro_batch=micro, **kw)
     if rank == 0:
         torch.save({"loss": loss, "params": [p.detach() for p in s.model.parameters()]}, out)
 
@@ -206,7 +179,7 @@ def test_ddp_equals_one_process_with_the_same_global_batch(tmp_path, world, micr
 
     single = _state()
     data = 0.5 * torch.randn(300, 2, generator=torch.Generator().manual_seed(2))
-    loss = train_stage(single, data, steps=25, **{**KW, "batch_size": 16, "seed": 4})
+    loss = train_kw(single, data, steps=25, **{**KW, "batch_size": 16, "seed": 4})
     run_ranks(world, _ddp_train, tmp_path / "ddp.pt", micro)
     got = torch.load(tmp_path / "ddp.pt")
     assert abs(got["loss"] - loss) < 1e-5 * max(1.0, abs(loss))
@@ -221,8 +194,8 @@ def test_gradient_accumulation_in_one_process_equals_the_whole_batch():
     data = 0.5 * torch.randn(300, 2, generator=torch.Generator().manual_seed(2))
     kw = {**KW, "batch_size": 16, "seed": 4, "steps": 10}
     whole, acc = _state(), _state()
-    train_stage(whole, data, **kw)
-    train_stage(acc, data, micro_batch=5, **kw)  # 5 + 5 + 5 + 1... as 4 near-equal parts
+    train_kw(whole, data, **kw)
+    train_kw(acc, data, micro_batch=5, **kw)  # 5 + 5 + 5 + 1... as 4 near-equal parts
     for a, b in zip(whole.model.parameters(), acc.model.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-6, rtol=1e-5)
 
@@ -276,7 +249,7 @@ def _ddp_resume(rank, world, folder, phase):
     def log(*record):
         logged.append(record)
 
-    loss = train_stage(s, data, resume=resume, checkpoint=keep, checkpoint_every=7, log=log, **kw)
+    loss = train_kw(s, data, resume=resume, checkpoint=keep, checkpoint_every=7, log=log, **kw)
     if rank == 0:
         params = [p.detach().clone() for p in (*s.model.parameters(), *s.ema.parameters())]
         torch.save({"loss": loss, "params": params, "log": logged}, folder / f"{phase}.pt")
@@ -315,7 +288,7 @@ def test_sum_reduction_is_the_mean_loss_with_adams_eps_divided_by_the_sample_siz
         m = build_model(cfg, (1, 8, 8))
         opt = torch.optim.Adam(m.parameters(), lr=1e-3, eps=eps)
         state = TrainState(m, copy.deepcopy(m), opt)
-        loss = train_stage(state, data, steps=20, **KW, loss_reduction=reduction)
+        loss = train_kw(state, data, steps=20, **KW, loss_reduction=reduction)
         return torch.cat([p.detach().flatten() for p in m.parameters()]), loss
 
     mean, loss_mean = trained(1e-8, "mean")

@@ -26,7 +26,8 @@ from sfbd.errors import SfbdError
 from sfbd.io.manifest import Manifest
 from sfbd.nets import describe_config as describe_network
 from sfbd.noise import describe_config
-from sfbd.run.runner import denoised_dir, plan, stage_stem, step_stem
+from sfbd.run.directory import denoised_dir, stage_stem, step_stem
+from sfbd.run.runner import plan
 
 __all__ = ["format_status", "run_status"]
 

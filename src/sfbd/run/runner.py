@@ -1,7 +1,9 @@
 """The runner: the resumable stage loop over a :class:`~sfbd.methods.base.Method`.
 
 A method plans its stages and says what each trains on; the runner runs them in a run
-directory (:mod:`sfbd.run.directory`). Each finished stage writes its checkpoint, its denoised
+directory (:mod:`sfbd.run.directory`), each through the :class:`~sfbd.run.execution.Execution`
+it builds once per call of :meth:`Run.execute` (the stage's training, sampling, evaluation and
+records; the context the method sees). Each finished stage writes its checkpoint, its denoised
 set and pictures, records them with sizes and checksums in manifest.json, then appends its
 metrics to metrics.json (written last, atomically: an entry there means the stage is
 complete). Rerunning with the same directory resumes where the last run stopped, mid-stage too:
@@ -18,59 +20,29 @@ complete). Rerunning with the same directory resumes where the last run stopped,
 
 from __future__ import annotations
 
-import math
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from sfbd.data import Problem, load_problem
 from sfbd.data.store import sources_key, store_bytes, store_problem
 from sfbd.diffusion.schedule import edm_sigmas
 from sfbd.errors import ConfigError
-from sfbd.io.arrays import SampleArray
-from sfbd.io.atomic import save_npy
 from sfbd.io.disk import require_free
-from sfbd.io.runlog import RunLog
 from sfbd.methods import METHODS
 from sfbd.methods.base import Stage
 from sfbd.nets import parameter_count
-from sfbd.nets.checkpoint import save_checkpoint
-from sfbd.rng import stream_id
-from sfbd.run import state as run_state
-from sfbd.run.denoise import ShardedDenoiser, denoised_bytes, read_denoised
-from sfbd.run.directory import RunDirectory, denoised_dir, shard_path, stage_stem, step_stem
-from sfbd.run.evaluate import (
-    FrechetMetrics,
-    check_fid,
-    distances,
-    frechet_requested,
-    generate_eval,
-)
-from sfbd.run.pictures import run_plots, stage_picture
+from sfbd.run.denoise import denoised_bytes
+from sfbd.run.directory import RunDirectory, shard_path
+from sfbd.run.evaluate import check_fid
+from sfbd.run.execution import Execution
+from sfbd.run.pictures import run_plots
 from sfbd.runtime import distributed, fast, faults, heap
 from sfbd.runtime.interrupt import NEVER, StopFlag
 from sfbd.schema import Config
-from sfbd.train.augment import Augment
-from sfbd.train.data import TrainingSet
-from sfbd.train.loop import train_stage
-from sfbd.train.state import StageProgress, TrainState
-from sfbd.version import __version__
 
-__all__ = [
-    "Run",
-    "Stage",
-    "denoised_dir",
-    "plan",
-    "read_denoised",
-    "resolve_device",
-    "stage_stem",
-    "step_stem",
-]
-
-SAVED_SAMPLES = 1000  # generated samples kept per stage in samples/stage-KK.npy
+__all__ = ["Run", "Stage", "plan", "resolve_device"]
 
 
 def plan(cfg: Config) -> list[Stage]:
@@ -117,9 +89,9 @@ def prepare_disk(
 
 
 class Run:
-    """One run directory: plans the stages, resumes, trains, samples, evaluates and plots.
-
-    It is also the :class:`~sfbd.methods.base.StageContext` its method sees.
+    """One run directory: plans the stages, checks and resumes them, and runs each through an
+    :class:`~sfbd.run.execution.Execution` (the :class:`~sfbd.methods.base.StageContext` its
+    method sees), which trains, samples, evaluates and plots.
     """
 
     def __init__(self, cfg: Config, out: str | Path, *, progress: bool = True) -> None:
@@ -132,11 +104,11 @@ class Run:
         self.stages = self.method.plan(cfg)
         self.dist = distributed.info()  # rank 0 of 1 unless started by torchrun
         self.main = self.dist.is_main
-        self.device = resolve_device(cfg.device)
-        if self.dist.distributed and self.device.type == "cuda":
-            self.device = torch.device("cuda", self.dist.local_rank)
+        device = resolve_device(cfg.device)
+        if self.dist.distributed and device.type == "cuda":
+            device = torch.device("cuda", self.dist.local_rank)
+        self.device = device
         self.grid = edm_sigmas(cfg.sample.steps, device=self.device)
-        self.stop = NEVER
         f = cfg.fast
         self.fast = fast.resolve(
             self.device,
@@ -145,7 +117,6 @@ class Run:
             compile=f.compile,
             fused_adam=f.fused_adam,
         )
-        self.carry: dict[str, torch.Tensor] = {}  # the last stage's training-set state
 
     def metrics(self) -> list[dict]:
         return self.dir.metrics()
@@ -157,17 +128,6 @@ class Run:
     def checkpoint_stem(self, iteration: int) -> Path:
         return self.dir.stage_stem(iteration)
 
-    # -- the StageContext a method sees --------------------------------------------------
-    def denoise(self, k: int) -> SampleArray:
-        return self.denoiser.full_pass(k, self.state.ema, self.stop)
-
-    def backward(self, index: np.ndarray, visit: int) -> torch.Tensor:
-        return self.denoiser.rows(self.state.ema, index, visit).to(self.device)
-
-    def evaluations(self, index: np.ndarray | None = None) -> int:
-        return self.denoiser.evaluations(index)
-
-    # -- the loop ------------------------------------------------------------------------
     def execute(
         self, *, max_stages: int | None = None, force: bool = False, stop: StopFlag = NEVER
     ) -> list[dict]:
@@ -176,8 +136,37 @@ class Run:
         When ``stop`` is set (by a signal, see :mod:`sfbd.runtime.interrupt`) the run saves a
         step checkpoint at the next step and raises :class:`~sfbd.runtime.interrupt.Interrupted`.
         """
-        self.stop = stop
         stop.check("before the run started")  # e.g. preempted while starting up
+        prob, done = self._open(force)
+        if len(done) >= len(self.stages):
+            self.log(f"all {len(self.stages)} stages already finished in {self.out}")
+            return done
+        prob = prepare_disk(self.cfg, prob, self.dir, self.stages[len(done) :], self.main)
+        ex = Execution(self, prob, len(done), stop)
+        try:
+            for ran, stage in enumerate(self.stages[len(done) :]):
+                if max_stages is not None and ran >= max_stages:
+                    self.log(f"stopped after {len(done)} stage(s); rerun to continue")
+                    break
+                entry = distributed.broadcast_object(ex.run_stage(stage))
+                heap.release()
+                faults.point("stage.end")
+                done.append(entry)
+                if self.main:
+                    self._record(ex, stage, prob, done)
+                m = ", ".join(f"{k} {v:.4g}" for k, v in entry["metrics"].items())
+                secs = entry["seconds"]
+                self.log(f"stage {stage.iteration} ({stage.name}) done in {secs:.1f}s: {m}")
+                distributed.barrier()
+                stop.check_agreed(ex.stop_requested(), f"after stage {stage.iteration}")
+        finally:
+            ex.runlog.close()
+        return done
+
+    def _open(self, force: bool) -> tuple[Problem, list[dict]]:
+        """Check the directory against the config (clearing it when ``force`` says so), load
+        and check the input, write the config; the problem and the finished stages' entries
+        (every rank gets rank 0's)."""
         clear = self.dir.check(self.cfg, self.method.growable, force, distributed.barrier)
         if clear and self.main:  # every rank has read the old config before it goes
             self.dir.clear()
@@ -186,225 +175,31 @@ class Run:
         check_fid(self.cfg, prob)
         parameter_count(self.cfg, prob.shape)  # a network that cannot be built fails here
         world = f" x {self.dist.world_size} processes" if self.dist.distributed else ""
-        self._log(f"{self.cfg.method}: {prob.summary()}; device {self.device}{world}")
+        self.log(f"{self.cfg.method}: {prob.summary()}; device {self.device}{world}")
         distributed.barrier()
         self.dir.open_manifest()
         if self.main:
             self.dir.write_config(self.cfg)
-            done = self.dir.verified(self.dir.metrics(), self.stages, self._warn)
+            done = self.dir.verified(self.dir.metrics(), self.stages, self.warn)
         done = distributed.broadcast_object(done if self.main else None)
         distributed.barrier()
-        if len(done) >= len(self.stages):
-            self._log(f"all {len(self.stages)} stages already finished in {self.out}")
-            return done
-        prob = prepare_disk(self.cfg, prob, self.dir, self.stages[len(done) :], self.main)
-        self.runlog = RunLog(self.out) if self.main else _NullLog()
-        self.runlog.event(
-            "start",
-            version=__version__,
-            noisy=len(prob.noisy),
-            clean=len(prob.clean),
-            shape=list(prob.shape),
-            device=str(self.device),
-            world_size=self.dist.world_size,
-            finished_stages=len(done),
-        )
-        self.prob = prob
-        self.frechet = None
-        if frechet_requested(self.cfg):  # rank 0 computes and caches the reference stats first
-            if self.main:
-                self.frechet = FrechetMetrics(self.cfg, prob, self.out, self.device)
-            distributed.barrier()
-            if not self.main:
-                self.frechet = FrechetMetrics(self.cfg, prob, self.out, self.device)
-        self.denoiser = ShardedDenoiser(
-            self.cfg,
-            prob,
-            self.out,
-            self.grid,
-            self.fast,
-            progress=self.progress,
-            log=lambda msg, warn: self._log(msg, force=warn),
-            stop_requested=self._stop_requested,
-        )
-        self.state = self._initial_state(len(done))
-        try:
-            for ran, stage in enumerate(self.stages[len(done) :]):
-                if max_stages is not None and ran >= max_stages:
-                    self._log(f"stopped after {len(done)} stage(s); rerun to continue")
-                    break
-                entry = distributed.broadcast_object(self._run_stage(stage, prob))
-                heap.release()
-                faults.point("stage.end")
-                done.append(entry)
-                if self.main:
-                    self.dir.write_metrics(done)
-                    run_plots(self.out, prob, done, self.cfg.method)
-                    self.runlog.event("stage", **entry)
-                    for k, v in entry["metrics"].items():
-                        self.runlog.scalar(f"metrics/{k}", v, stage.iteration)
-                m = ", ".join(f"{k} {v:.4g}" for k, v in entry["metrics"].items())
-                secs = entry["seconds"]
-                self._log(f"stage {stage.iteration} ({stage.name}) done in {secs:.1f}s: {m}")
-                distributed.barrier()
-                stop.check_agreed(self._stop_requested(), f"after stage {stage.iteration}")
-        finally:
-            self.runlog.close()
-        return done
+        return prob, done
 
-    def _stop_requested(self) -> bool:
-        """Whether any rank was asked to stop (all ranks get the same answer)."""
-        return distributed.any_rank(self.stop.is_set(), self.device)
+    def _record(self, ex: Execution, stage: Stage, prob: Problem, done: list[dict]) -> None:
+        """Rank 0, after a stage: metrics.json (atomically: the stage is complete), the metric
+        plots and the run log's records."""
+        entry = done[-1]
+        self.dir.write_metrics(done)
+        run_plots(self.out, prob, done, self.cfg.method)
+        ex.runlog.event("stage", **entry)
+        for k, v in entry["metrics"].items():
+            ex.runlog.scalar(f"metrics/{k}", v, stage.iteration)
 
-    def _initial_state(self, n_done: int) -> TrainState:
-        state = run_state.build_state(self.cfg, self.prob.shape, self.device, self.fast)
-        if n_done > 0:
-            stem = self.checkpoint_stem(self.stages[n_done - 1].iteration)
-            meta = run_state.restore(state, stem, self.device)
-            self.carry = run_state.training_set_state(meta)
-            self._log(f"resuming after stage {meta['iteration']} from {stem}")
-        run_state.wrap_for_training(state, self.device, self.fast)
-        return state
+    def warn(self, msg: str) -> None:
+        """A warning about redone work: shown even under --quiet (rank 0 only)."""
+        self.log(msg, force=True)
 
-    def _run_stage(self, stage: Stage, prob: Problem) -> dict | None:
-        cfg, t0, state = self.cfg, time.perf_counter(), self.state
-        k = stage.iteration
-        tset = self.method.training_set(stage, self)
-        trained = run_state.trained(state, self.checkpoint_stem(k), k, self.device, self._warn)
-        if trained is None:
-            loss, skipped = self._train(stage, tset)
-        else:
-            tset.load_state(run_state.training_set_state(trained))
-            loss, skipped = trained["train_loss"], trained["skipped_steps"]
-            self._log(f"stage {k} ({stage.name}) already trained: evaluating")
-        self.carry = tset.state()
-        denoised = tset.denoised()
-        if denoised is not None:  # E_k in the data's scale, for metrics and pictures
-            denoised = prob.decoded(denoised)
-        desc = f"stage {k} {stage.name}: sample"
-        samples = generate_eval(
-            state.ema,
-            cfg,
-            prob.shape,
-            self.grid,
-            bf16=self.fast.bf16,
-            desc=desc,
-            progress=self.progress,
-            stop=self.stop,
-        )
-        samples = prob.decode(samples)
-        frechet = {}
-        if self.frechet is not None:
-            with fast.autocast(self.device, self.fast.bf16):
-                frechet = self.frechet(state.ema, prob.shape, self.grid, stream_id("fid", cfg.seed))
-        if not self.main:
-            return None  # rank 0 evaluates, writes and records the stage
-        save_npy(self.dir.samples(k), samples[:SAVED_SAMPLES])
-        metrics = distances(prob, samples, denoised, cfg)
-        metrics.update(frechet)  # fid, fd_dinov2
-        if loss is not None and loss == loss:  # not NaN (the analytic model has no loss)
-            metrics["train_loss"] = loss
-        metrics["skipped_steps"] = skipped
-        nfe = self.method.denoise_evaluations(stage, self)
-        if nfe:
-            metrics["denoise_nfe"] = nfe
-        stage_picture(self.out, stage, prob, samples, denoised, self.runlog)
-        files = [self.checkpoint_stem(k).with_suffix(x) for x in (".safetensors", ".json")]
-        files.append(self.dir.samples(k))
-        if stage.denoises:
-            files += self.denoiser.shard_files(k)
-        self.dir.manifest.record(k, files)
-        return {
-            "iteration": k,
-            "stage": stage.name,
-            "metrics": metrics,
-            "seconds": time.perf_counter() - t0,
-            "train_steps": stage.steps,
-        }
-
-    def _train(self, stage: Stage, tset: TrainingSet) -> tuple[float | None, int]:
-        """Train stage ``stage`` (from its step checkpoint if there is one); write its
-        checkpoint. Returns (mean loss of the last 10% of steps, steps skipped)."""
-        cfg, k, state = self.cfg, stage.iteration, self.state
-        step_file = self.dir.step_stem()
-        resumed = run_state.step_resume(state, step_file, k, self.device, self._warn)
-        resume = None
-        if resumed is not None:
-            resume, tset_tensors = resumed
-            tset.load_state(tset_tensors)
-            self._log(f"stage {k}: resuming training at step {resume.done}")
-        skipped_before = state.skipped
-
-        def save_step(progress: StageProgress) -> None:
-            if not self.main:
-                distributed.barrier()
-                return
-            meta = {
-                "iteration": k,
-                "stage": stage.name,
-                "step": state.step,
-                "skipped": skipped_before,
-                "progress": progress.meta(),
-            }
-            extra = {**progress.tensors(), **_prefixed(tset.state())}
-            save_checkpoint(step_file, state.model, state.ema, state.optimizer, meta, extra)
-            distributed.barrier()
-
-        def log(step: int, loss: float, skipped: int) -> None:
-            if not math.isnan(loss):  # NaN: every step of the window was skipped
-                self.runlog.scalar("train/loss", loss, step)
-            self.runlog.scalar("train/skipped_steps", skipped_before + skipped, step)
-
-        t = cfg.train
-        loss = train_stage(
-            state,
-            tset,
-            steps=stage.steps,
-            batch_size=t.batch_size,
-            lr=t.lr,
-            lr_warmup=t.lr_warmup,
-            ema_halflife=t.ema_halflife,
-            seed=stream_id("train", cfg.seed, k),
-            desc=f"stage {k} {stage.name}: train",
-            progress=self.progress,
-            augment=Augment(t.augment) if t.augment > 0 else None,
-            log=log,
-            log_every=t.log_every,
-            resume=resume,
-            checkpoint=save_step,
-            checkpoint_every=t.checkpoint_every,
-            stop=self.stop,
-            max_skipped=t.max_skipped,
-            micro_batch=t.micro_batch,
-            bf16=self.fast.bf16,
-            channels_last=self.fast.channels_last,
-            loss_reduction=t.loss_reduction,
-        )
-        skipped = state.skipped - skipped_before
-        meta = {
-            "iteration": k,
-            "stage": stage.name,
-            "step": state.step,
-            "skipped": state.skipped,
-            "shape": list(self.prob.shape),
-            "scale": self.prob.scale,
-            "noise_model": self.prob.corruption.spec(),  # sfbd.noise.from_spec rebuilds it
-            "train_loss": None if math.isnan(loss) else loss,
-            "skipped_steps": skipped,
-        }
-        if self.main:
-            extra = _prefixed(tset.state())
-            save_checkpoint(
-                self.checkpoint_stem(k), state.model, state.ema, state.optimizer, meta, extra
-            )
-            self.dir.remove_step()
-        distributed.barrier()
-        return meta["train_loss"], skipped
-
-    def _warn(self, msg: str) -> None:
-        self._log(msg, force=True)
-
-    def _log(self, msg: str, *, force: bool = False) -> None:
+    def log(self, msg: str, *, force: bool = False) -> None:
         """Progress messages (hidden by --quiet); warnings about redone work always shown.
         Under torchrun only rank 0 speaks."""
         if not self.main:
@@ -413,19 +208,3 @@ class Run:
             print(f"sfbd: {msg}", file=sys.stderr, flush=True)
         elif self.progress:
             print(msg, flush=True)
-
-
-def _prefixed(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {f"{run_state.TSET}{k}": v for k, v in tensors.items()}
-
-
-class _NullLog:
-    """The run log of ranks other than 0: they record nothing."""
-
-    def scalar(self, *args: object) -> None: ...
-
-    def image(self, *args: object) -> None: ...
-
-    def event(self, *args: object, **kwargs: object) -> None: ...
-
-    def close(self) -> None: ...

@@ -1,23 +1,25 @@
 """One training stage: Adam on the EDM loss with an EMA of the weights, resumable at any step.
 
-The EMA half-life is a fraction of the stage's length (``train.ema_halflife``), so a short
-warm-started update is not dominated by the weights it started from (a lesson of our CPU
-prototype, see PAPER.md). Batches, loss noise and augmentations come from a generator seeded per
-stage and dropout from the global generator seeded per stage, so a stage is reproducible from
-its starting checkpoint alone; a :class:`StageProgress` (saved in step checkpoints) holds the
-rest of the loop's state, so a stage resumed from one continues bit-identically on the same
-machine.
+The loop takes its settings as one :class:`~sfbd.train.settings.TrainSettings` and the
+averaging rule as an :class:`~sfbd.train.ema.EMA`, whose half-life is a fraction of the stage's
+length (``train.ema_halflife``), so a short warm-started update is not dominated by the weights
+it started from (a lesson of our CPU prototype, see PAPER.md). Batches, loss noise and
+augmentations come from a generator seeded per stage and dropout from the global generator
+seeded per stage, so a stage is reproducible from its starting checkpoint alone; a
+:class:`StageProgress` (saved in step checkpoints) holds the rest of the loop's state, so a
+stage resumed from one continues bit-identically on the same machine.
 
 A step whose loss or gradients are not finite is skipped (no Adam update, no EMA update),
-counted and logged; ``max_skipped`` consecutive skipped steps stop the run with an error rather
-than writing NaN weights. With fused Adam the skip happens on the device (Adam's ``found_inf``)
-and the step loop never waits for the device except at log and checkpoint intervals.
+counted and logged; ``settings.max_skipped`` consecutive skipped steps stop the run with an
+error rather than writing NaN weights. With fused Adam the skip happens on the device (Adam's
+``found_inf``) and the step loop never waits for the device except at log and checkpoint
+intervals.
 
 Under ``torchrun`` (:mod:`sfbd.runtime.distributed`) every rank draws the same global batch and its
-noise from the same generator and trains on its own contiguous slice, split into
-micro-batches of at most ``micro_batch`` samples with weights that make DDP's averaged,
-accumulated gradient the gradient of the global-batch mean loss: the result equals one process
-with the same global batch up to float summation order.
+noise from the same generator and trains on its own contiguous slice, split into micro-batches
+of at most ``settings.micro_batch`` samples with weights that make DDP's averaged, accumulated
+gradient the gradient of the global-batch mean loss: the result equals one process with the
+same global batch up to float summation order.
 
 Batches come from a :class:`~sfbd.train.data.TrainingSet` (its hook runs every
 ``hook_every`` steps, its state goes into step checkpoints). A model that is refitted rather
@@ -41,13 +43,16 @@ from sfbd.errors import SfbdError
 from sfbd.runtime import distributed, fast, faults
 from sfbd.runtime.interrupt import NEVER, StopFlag
 from sfbd.train.data import ArrayTrainingSet, TrainingSet
-from sfbd.train.state import StageProgress, TrainState, ema_update, make_optimizer
+from sfbd.train.ema import EMA
+from sfbd.train.settings import TrainSettings
+from sfbd.train.state import StageProgress, TrainState, make_optimizer
 
 __all__ = [
+    "EMA",
     "Refittable",
     "StageProgress",
+    "TrainSettings",
     "TrainState",
-    "ema_update",
     "make_optimizer",
     "nonfinite",
     "train_stage",
@@ -241,77 +246,58 @@ def _step_loss(
 def train_stage(
     state: TrainState,
     data: TrainingSet | torch.Tensor,
+    settings: TrainSettings,
+    ema: EMA,
     *,
-    steps: int,
-    batch_size: int,
-    lr: float,
-    lr_warmup: int,
-    ema_halflife: float,
-    seed: int,
-    desc: str = "train",
-    progress: bool = True,
     augment: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None,
     log: Callable[[int, float, int], None] | None = None,
-    log_every: int = 100,
     resume: StageProgress | None = None,
     checkpoint: Callable[[StageProgress], None] | None = None,
-    checkpoint_every: int = 0,
     stop: StopFlag = NEVER,
-    max_skipped: int = 50,
-    micro_batch: int | None = None,
-    bf16: bool = False,
-    channels_last: bool = False,
-    stop_sync_every: int = 25,
-    loss_reduction: str = "mean",
 ) -> float:
-    """Train ``state`` in place on ``data`` for ``steps`` steps; returns the mean loss of the
-    last 10% of steps (NaN for a :class:`Refittable` model, which is refitted instead).
+    """Train ``state`` in place on ``data`` for ``settings.steps`` steps, averaging its weights
+    into ``state.ema`` by ``ema``; returns the mean loss of the last 10% of steps (NaN for a
+    :class:`Refittable` model, which is refitted instead).
 
     ``data`` is a :class:`~sfbd.train.data.TrainingSet` or an (N, *) tensor (drawn uniformly).
     ``augment`` (non-leaky augmentation, (x, generator) -> (x', labels)) is applied to every
-    batch; ``log(step, mean loss, skipped so far)`` is called every ``log_every`` steps.
-    ``resume`` continues a stage from a step checkpoint (``state`` and ``data`` already
-    restored from it); ``checkpoint(progress)`` is called every ``checkpoint_every`` steps (0:
-    never) and, before :class:`~sfbd.runtime.interrupt.Interrupted` is raised, when ``stop`` is
-    set. ``micro_batch`` caps the samples per forward pass (gradient accumulation); ``bf16``
-    runs the forward pass under bfloat16 autocast (weights stay float32). Under DDP the ranks
-    agree on a stop request every ``stop_sync_every`` steps (one host synchronisation each).
-    ``loss_reduction`` 'sum' takes gradients of the loss summed over a sample's D elements
-    (EDM's reduction: D times those of 'mean', which Adam's eps notices); the returned and
-    logged losses are per-element means either way.
+    batch; ``log(step, mean loss, skipped so far)`` is called every ``settings.log_every``
+    steps. ``resume`` continues a stage from a step checkpoint (``state`` and ``data`` already
+    restored from it); ``checkpoint(progress)`` is called every ``settings.checkpoint_every``
+    steps and, before :class:`~sfbd.runtime.interrupt.Interrupted` is raised, when ``stop`` is
+    set. With ``settings.loss_reduction`` 'sum' the gradients are those of the loss summed over
+    a sample's D elements (EDM's reduction, which Adam's eps notices); the returned and logged
+    losses are per-element means either way.
     """
+    s = settings
     tset = data if isinstance(data, TrainingSet) else ArrayTrainingSet(data)
     if isinstance(state.model, Refittable):
-        return _refit(state, tset, steps)
+        return _refit(state, tset, s.steps)
     assert state.optimizer is not None
     device = _device_of(state.model)
     me = distributed.info()
     ddp = me.world_size > 1
-    share = distributed.rank_batch(batch_size, me.rank, me.world_size, micro_batch)
+    share = distributed.rank_batch(s.batch_size, me.rank, me.world_size, s.micro_batch)
     tset.rows = share.items if ddp else None  # the rows of each batch this rank reads
     gen = torch.Generator(device=device)
     pr = resume if resume is not None else StageProgress()
-    _seed_generators(gen, pr, device, seed)
+    _seed_generators(gen, pr, device, s.seed)
     loss_fn = EDMLoss(augment=augment)
-    beta = 0.5 ** (1.0 / max(1.0, ema_halflife * steps))
     params = [p for p in state.model.parameters() if p.requires_grad]
     fused = fast.is_fused(state.optimizer)
-    tail = max(1, steps // 10)
-    t = _Tally.start(pr, device, steps, tail, log_every)
-
-    def check_skipped() -> None:
-        _check_skipped(t, max_skipped, desc, state.step)
-
+    t = _Tally.start(pr, device, s.steps, s.tail, s.log_every)
     state.model.train()
-    bar = tqdm(total=steps, initial=pr.done, desc=desc, disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=s.steps, initial=pr.done, desc=s.desc, disable=not s.progress, dynamic_ncols=True
+    )
     try:
-        for i in range(pr.done, steps):
+        for i in range(pr.done, s.steps):
             if tset.hook_every > 0 and i % tset.hook_every == 0:
                 tset.hook(i)
                 state.model.train()  # the hook may sample with the EMA
             for g in state.optimizer.param_groups:
-                g["lr"] = lr * min(1.0, (state.step + 1) / lr_warmup) if lr_warmup > 0 else lr
-            batch = tset.draw(gen, batch_size)
+                g["lr"] = s.lr_at(state.step)
+            batch = tset.draw(gen, s.batch_size)
             loss = _step_loss(
                 state,
                 loss_fn,
@@ -319,45 +305,57 @@ def train_stage(
                 gen,
                 share,
                 ddp=ddp,
-                bf16=bf16,
-                channels_last=channels_last,
-                loss_scale=float(batch[0].numel()) if loss_reduction == "sum" else 1.0,
+                bf16=s.bf16,
+                channels_last=s.channels_last,
+                loss_scale=s.loss_scale(batch[0].numel()),
             )
             bad = nonfinite(loss, params)
             if ddp:  # gradients agree after DDP's all-reduce; the local losses may not
                 bad = distributed.all_reduce_max(bad)
             fast.step_or_skip(state.optimizer, bad)
-            ema_update(state.ema, state.model, beta, keep=~bad)
+            ema.update(state.ema, state.model, keep=~bad)
             state.step += 1
-            t.add(loss, bad, i >= steps - tail)
+            t.add(loss, bad, i >= s.steps - s.tail)
             faults.point("train.step")
             done = i + 1
-            if done % log_every == 0:
-                check_skipped()
-                mean = _mean(distributed.all_reduce_sum(t.window), t.window_n)
-                if log is not None and me.is_main:
-                    log(state.step, mean, int(t.skipped))
-                t.window.zero_()
-                t.window_n.zero_()
-                bar.set_postfix(loss=f"{mean:.4f}", refresh=False)  # no extra device sync
+            if done % s.log_every == 0:
+                _log_window(t, s, state.step, log if me.is_main else None, bar)
             bar.update(1)
-            if done == steps:
+            if done == s.steps:
                 break  # the caller saves the finished stage, then honours a stop request
             stopping = stop.is_set()
             if ddp:  # every rank must stop at the same step
-                stopping = done % stop_sync_every == 0 and distributed.any_rank(stopping, device)
-            due = stopping or (checkpoint_every > 0 and done % checkpoint_every == 0)
+                stopping = done % s.stop_sync_every == 0 and distributed.any_rank(stopping, device)
+            due = stopping or (s.checkpoint_every > 0 and done % s.checkpoint_every == 0)
             if checkpoint is not None and due:
                 checkpoint(_snapshot(t, gen, device, done))
-            stop.check_agreed(stopping, f"during {desc} at step {done}/{steps}")
+            stop.check_agreed(stopping, f"during {s.desc} at step {done}/{s.steps}")
     finally:
         bar.close()
         if fused:
             state.optimizer.found_inf = None  # type: ignore[attr-defined]
         state.model.eval()
-    check_skipped()
+    _check_skipped(t, s.max_skipped, s.desc, state.step)
     state.skipped += int(t.skipped)
     return _mean(distributed.all_reduce_sum(t.tail_sum), t.tail_n)
+
+
+def _log_window(
+    t: _Tally,
+    s: TrainSettings,
+    step: int,
+    log: Callable[[int, float, int], None] | None,
+    bar: tqdm,
+) -> None:
+    """End of a log window: stop on too many skipped steps, else report the window's mean
+    loss over all ranks (every rank calls; ``log`` is None but on rank 0) and restart it."""
+    _check_skipped(t, s.max_skipped, s.desc, step)
+    mean = _mean(distributed.all_reduce_sum(t.window), t.window_n)
+    if log is not None:
+        log(step, mean, int(t.skipped))
+    t.window.zero_()
+    t.window_n.zero_()
+    bar.set_postfix(loss=f"{mean:.4f}", refresh=False)  # no extra device sync
 
 
 def _mean(total: torch.Tensor, n: torch.Tensor) -> float:

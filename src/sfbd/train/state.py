@@ -2,9 +2,9 @@
 
 * :class:`TrainState`: weights, their EMA, Adam and the global step count;
 * :class:`StageProgress`: the loop's own counters and generator states within a stage (saved
-  in step checkpoints, see :mod:`sfbd.train.loop`);
-* :func:`ema_update`: the exponential moving average of the weights (EMA), skipped where a
-  step was skipped.
+  in step checkpoints, see :mod:`sfbd.train.loop`).
+
+The rule that averages ``TrainState.model`` into ``TrainState.ema`` is :class:`sfbd.train.ema.EMA`.
 """
 
 from __future__ import annotations
@@ -84,18 +84,3 @@ def make_optimizer(
     says otherwise; None for the analytic model."""
     params = [p for p in model.parameters() if p.requires_grad]
     return fast.make_adam(params, lr, fused=fused) if params else None
-
-
-@torch.no_grad()
-def ema_update(
-    ema: nn.Module, model: nn.Module, beta: float, keep: torch.Tensor | None = None
-) -> None:
-    """ema <- beta * ema + (1 - beta) * model for parameters (skipped where ``keep`` is False);
-    buffers are copied."""
-    weight: float | torch.Tensor = 1.0 - beta
-    if keep is not None:
-        weight = keep.to(torch.float32) * (1.0 - beta)
-    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
-        e.lerp_(p, weight.to(e.dtype) if isinstance(weight, torch.Tensor) else weight)
-    for e, b in zip(ema.buffers(), model.buffers(), strict=True):
-        e.copy_(b)
