@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from sfbd.config import load_config
-from sfbd.data import load_problem
+from sfbd.data import Problem, load_problem
 from sfbd.diffusion.batched import denoise_all, generate
 from sfbd.diffusion.schedule import edm_sigmas
 from sfbd.metrics.distances import sliced_wasserstein
@@ -83,6 +83,30 @@ def results_file(args: argparse.Namespace) -> Path:
     full = all(getattr(args, k) == v for k, v in FULL.items())
     scratch = Path(args.out) / "BF16_SAMPLING.md"
     return committed.results_path(args.results, "benchmarks/BF16_SAMPLING.md", scratch, full)
+
+
+def backward(
+    ema: torch.nn.Module, prob: Problem, grid: torch.Tensor, n: int, timings: dict[str, float]
+) -> tuple[dict[bool, np.ndarray], np.ndarray]:
+    """Backward sampling of the first ``n`` noisy samples in fp32 and in bf16 (same stream):
+    ({bf16: denoised}, their clean truth); the seconds of each go into ``timings``."""
+    m = min(n, len(prob.noisy))
+    y, truth = torch.as_tensor(prob.noisy[:m]), prob.noisy_truth[:m]
+    den = {}
+    for bf16 in (False, True):
+        t = time.perf_counter()
+        with fast.autocast("cpu", bf16):
+            den[bf16] = denoise_all(
+                ema,
+                y,
+                prob.corruption,
+                grid,
+                stream=stream_id("bf16-bench-denoise"),
+                batch_size=500,
+                progress=False,
+            ).numpy()
+        timings[f"{'bf16' if bf16 else 'fp32'} backward sampling"] = time.perf_counter() - t
+    return den, truth
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,22 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     paired = float(np.sqrt(np.mean((low - fp32[0]) ** 2)))
     other = float(np.sqrt(np.mean((fp32[1 % args.seeds] - fp32[0]) ** 2)))
 
-    m = min(args.n, len(prob.noisy))
-    y, truth = torch.as_tensor(prob.noisy[:m]), prob.noisy_truth[:m]
-    den = {}
-    for bf16 in (False, True):
-        t = time.perf_counter()
-        with fast.autocast("cpu", bf16):
-            den[bf16] = denoise_all(
-                ema,
-                y,
-                prob.corruption,
-                grid,
-                stream=stream_id("bf16-bench-denoise"),
-                batch_size=500,
-                progress=False,
-            ).numpy()
-        timings[f"{'bf16' if bf16 else 'fp32'} backward sampling"] = time.perf_counter() - t
+    den, truth = backward(ema, prob, grid, args.n, timings)
     den_paired = float(np.sqrt(np.mean((den[True] - den[False]) ** 2)))
 
     swd32 = [v for k, v in rows if k.startswith("generation fp32")]

@@ -25,8 +25,11 @@ from pathlib import Path
 
 import committed
 import gaussian_steps as gs
-import quality as q
 import torch
+from suite.data import dataset_base, make_data
+from suite.runner import Runner, final
+from suite.settings import SUITES
+from suite.tables import fmt, table
 
 RAMPS = ("0", "0.25", "0.5", "1")
 SETS = {"ring8": 3, "checkerboard": 3, "swissroll": 3, "digits": 2}
@@ -47,14 +50,14 @@ def results_file(args: argparse.Namespace) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    suite = q.SUITES["full"]
+    suite = SUITES["full"]
     out = Path(args.out) / "full"
-    runner = q.Runner(out, suite.common)
-    files = q.make_data(out)
+    runner = Runner(out, suite.common)
+    files = make_data(out)
     t0 = time.perf_counter()
     rows = []
     for ds, seeds in SETS.items():
-        base = q.dataset_base(suite, ds, files)
+        base = dataset_base(suite, ds, files)
         for ramp in RAMPS:
             runs = []
             for seed in range(seeds):
@@ -62,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
                 ov |= {"seed": str(seed), "data.noise_seed": str(seed)}
                 runs.append(runner(f"{ds}-ramp{ramp}-s{seed}", ov)[0])
             k1 = [r[1]["metrics"]["swd"] for r in runs]
-            rows.append([ds, ramp, q.fmt(k1), q.fmt([q.final(r) for r in runs]), str(seeds)])
+            rows.append([ds, ramp, fmt(k1), fmt([final(r) for r in runs]), str(seeds)])
     for ramp in RAMPS:
         w2 = []
         for seed in range(suite.gauss_seeds):
@@ -75,13 +78,13 @@ def main(argv: list[str] | None = None) -> None:
             [
                 "gaussian (W2)",
                 ramp,
-                q.fmt([w[1] for w in w2]),
-                q.fmt([w[-1] for w in w2]),
+                fmt([w[1] for w in w2]),
+                fmt([w[-1] for w in w2]),
                 str(suite.gauss_seeds),
             ]
         )
     header = ["dataset", "online.ramp", "swd after stage 1", "final swd", "seeds"]
-    tab = q.table(header, rows)
+    tab = table(header, rows)
     print(tab)
     wall = time.perf_counter() - t0
     command = committed.command_line(__file__, sys.argv[1:] if argv is None else argv)

@@ -124,6 +124,55 @@ def results_file(args: argparse.Namespace) -> Path:
     return committed.results_path(args.results, "benchmarks/SOAK.md", scratch, full)
 
 
+def interrupted_run(
+    trial_dir: Path, rng: random.Random, fastest: float, stats: dict[str, int]
+) -> tuple[int, float]:
+    """Launch `sfbd run` into ``trial_dir`` again and again, killing it after a random delay,
+    until one launch finishes (or fails); counts into ``stats``. Returns the kills and the
+    shortest uninterrupted run seen (``fastest``, or this one if it ran uninterrupted)."""
+    kills = 0
+    first = True
+    while True:
+        proc = launch(trial_dir)
+        started = time.monotonic()
+        stats["launches"] += 1
+        delay = rng.uniform(0.2, 0.9 * fastest)
+        try:
+            proc.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            sig = signal.SIGTERM if rng.random() < 0.2 else signal.SIGKILL
+            proc.send_signal(sig)
+            proc.wait()
+            if proc.returncode == 0:  # it finished just before the signal arrived
+                proc.stderr.close()
+                break
+            kills += 1
+            stats["sigterm" if sig == signal.SIGTERM else "sigkill"] += 1
+            if sig == signal.SIGTERM and proc.returncode == -signal.SIGTERM:
+                # it landed while the interpreter was starting, before sfbd's first line
+                # (which installs the handler) ran: nothing can have been written
+                stats["sigterm_before_start"] += 1
+                proc.stderr.close()
+                continue
+            first = False
+            ok = {signal.SIGKILL: (-signal.SIGKILL,), signal.SIGTERM: (EXIT_INTERRUPTED,)}
+            if proc.returncode not in ok[sig]:
+                stats["bad_exit"] += 1
+                print(f"unexpected exit {proc.returncode} after {sig.name}", flush=True)
+                print(proc.stderr.read().decode()[-1500:], flush=True)
+            proc.stderr.close()
+            continue
+        proc.stderr.close()
+        if proc.returncode == 0:
+            if first:
+                fastest = min(fastest, time.monotonic() - started)
+            break
+        stats["bad_exit"] += 1
+        print(f"launch failed with exit {proc.returncode}", flush=True)
+        break
+    return kills, fastest
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     rng = random.Random(args.seed)
@@ -149,46 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     fastest = ref_secs  # shortest uninterrupted run seen: the load on the machine varies
     while time.monotonic() < deadline:
         shutil.rmtree(trial_dir, ignore_errors=True)
-        kills = 0
-        first = True
-        while True:
-            proc = launch(trial_dir)
-            started = time.monotonic()
-            stats["launches"] += 1
-            delay = rng.uniform(0.2, 0.9 * fastest)
-            try:
-                proc.wait(timeout=delay)
-            except subprocess.TimeoutExpired:
-                sig = signal.SIGTERM if rng.random() < 0.2 else signal.SIGKILL
-                proc.send_signal(sig)
-                proc.wait()
-                if proc.returncode == 0:  # it finished just before the signal arrived
-                    proc.stderr.close()
-                    break
-                kills += 1
-                stats["sigterm" if sig == signal.SIGTERM else "sigkill"] += 1
-                if sig == signal.SIGTERM and proc.returncode == -signal.SIGTERM:
-                    # it landed while the interpreter was starting, before sfbd's first line
-                    # (which installs the handler) ran: nothing can have been written
-                    stats["sigterm_before_start"] += 1
-                    proc.stderr.close()
-                    continue
-                first = False
-                ok = {signal.SIGKILL: (-signal.SIGKILL,), signal.SIGTERM: (EXIT_INTERRUPTED,)}
-                if proc.returncode not in ok[sig]:
-                    stats["bad_exit"] += 1
-                    print(f"unexpected exit {proc.returncode} after {sig.name}", flush=True)
-                    print(proc.stderr.read().decode()[-1500:], flush=True)
-                proc.stderr.close()
-                continue
-            proc.stderr.close()
-            if proc.returncode == 0:
-                if first:
-                    fastest = min(fastest, time.monotonic() - started)
-                break
-            stats["bad_exit"] += 1
-            print(f"launch failed with exit {proc.returncode}", flush=True)
-            break
+        kills, fastest = interrupted_run(trial_dir, rng, fastest, stats)
         stats["trials"] += 1
         files, metrics = fingerprint(trial_dir)
         differ = [k for k in ref_files if files.get(k) != ref_files[k]]

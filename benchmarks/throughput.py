@@ -297,6 +297,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def print_table(
+    record: dict, ours: dict, plain: dict, taus: list[float], nfe: dict[float, int]
+) -> None:
+    """The fast path against fp32 eager, per measure, and the matmul ceiling."""
+
+    def cell(value: float | None) -> str:
+        return "-" if value is None else f"{value:,.1f}"
+
+    rows = [("training img/s", "train_img_s")] + [
+        (f"backward sampling tau={label(t)} ({nfe[t]} NFE) img/s", f"sample_img_s_tau{label(t)}")
+        for t in taus
+    ]
+    print(f"\n{'what':<42}{'fast path':>14}{'fp32 eager':>14}{'ratio':>8}")
+    for what, key in rows:
+        a, b = ours[key], plain.get(key)
+        ratio = "-" if b is None else f"{a / b:.2f}"
+        print(f"{what:<42}{cell(a):>14}{cell(b):>14}{ratio:>8}")
+    tflops, tflops32 = record["matmul_tflops"], record["matmul_tflops_fp32"]
+    print(
+        f"matmul ceiling: bf16 {tflops:,.1f} TFLOP/s, fp32 {tflops32:,.1f} TFLOP/s; "
+        f"training reaches {100 * record['fraction_of_ceiling']:.1f}% of "
+        f"{record['ceiling_dtype']}'s "
+        f"({record['gflop_per_image_train']:.1f} GFLOP/image per step)"
+    )
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Run the benchmark; returns the JSON record it prints last."""
     args = parse_args(argv)
@@ -385,25 +411,7 @@ def main(argv: list[str] | None = None) -> dict:
             "tf32": bool(torch.backends.cuda.matmul.allow_tf32),
         }
     )
-
-    def cell(value: float | None) -> str:
-        return "-" if value is None else f"{value:,.1f}"
-
-    rows = [("training img/s", "train_img_s")] + [
-        (f"backward sampling tau={label(t)} ({nfe[t]} NFE) img/s", f"sample_img_s_tau{label(t)}")
-        for t in args.taus
-    ]
-    print(f"\n{'what':<42}{'fast path':>14}{'fp32 eager':>14}{'ratio':>8}")
-    for what, key in rows:
-        a, b = ours[key], plain.get(key)
-        ratio = "-" if b is None else f"{a / b:.2f}"
-        print(f"{what:<42}{cell(a):>14}{cell(b):>14}{ratio:>8}")
-    print(
-        f"matmul ceiling: bf16 {tflops:,.1f} TFLOP/s, fp32 {tflops32:,.1f} TFLOP/s; "
-        f"training reaches {100 * record['fraction_of_ceiling']:.1f}% of "
-        f"{record['ceiling_dtype']}'s "
-        f"({flops_train / 1e9:.1f} GFLOP/image per step)"
-    )
+    print_table(record, ours, plain, args.taus, nfe)
     line = json.dumps(record)
     if args.json_out:
         Path(args.json_out).write_text(line + "\n")

@@ -85,6 +85,9 @@ def test_quality_writes_committed_results_only_for_the_full_suite(
     assert quick == Path("runs/quality/quick/RESULTS.md")
     assert quality.results_file(_ns(**{**base, "seeds": 1})) == Path("runs/quality/full/RESULTS.md")
     assert quality.results_file(_ns(**{**base, "quick": True, "results": "a.md"})) == Path("a.md")
+    only = _ns(**{**base, "only": ["samplers"]})  # one section: a partial run
+    assert quality.results_file(only) == Path("runs/quality/full/RESULTS.md")
+    assert quality.results_file(_ns(**{**base, "only": None})) == ROOT / "benchmarks" / "RESULTS.md"
 
 
 @pytest.mark.parametrize(

@@ -1,16 +1,18 @@
-"""Checks of `benchmarks/memory.py`: the growth verdict on hand-made numbers, the /proc polling
-on small known allocations, and one tiny `sfbd run` measured end to end (about 20 s)."""
+"""Checks of `benchmarks/memory.py` and its parts (benchmarks/rss/): the growth verdict on
+hand-made numbers, the /proc polling on small known allocations, and one tiny `sfbd run`
+measured end to end (about 20 s)."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -25,32 +27,30 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture()
-def memory(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """benchmarks/memory.py imported as a module (it imports its sibling committed)."""
+def memory(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimpleNamespace]:
+    """benchmarks/rss/'s modules (memory.py's parts) by short name."""
     monkeypatch.syspath_prepend(str(BENCH))
-    spec = importlib.util.spec_from_file_location("memory_under_test", BENCH / "memory.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)
-    spec.loader.exec_module(module)
-    return module
+    names = ("proc", "datasets", "verdict", "report")
+    yield SimpleNamespace(**{n: importlib.import_module(f"rss.{n}") for n in names})
+    for name in [m for m in sys.modules if m.split(".")[0] == "rss"]:
+        sys.modules.pop(name)
 
 
 def _row(kind: str, procs: int, n: int, rss_mib: float) -> dict:
     return {"kind": kind, "procs": procs, "n": n, "rss_anon_mib": rss_mib}
 
 
-def test_growth_and_verdicts_from_hand_made_numbers(memory: ModuleType) -> None:
+def test_growth_and_verdicts_from_hand_made_numbers(memory: SimpleNamespace) -> None:
     data = 3072 * 4  # bytes per sample
     # 9,000 more samples; RssAnon up by 10% of their bytes
     small, large = (1000, 300 * MIB), (10000, 300 * MIB + 0.10 * 9000 * data)
-    assert memory.growth([small, large]) == pytest.approx(0.10)
-    assert memory.growth([large, small]) == pytest.approx(0.10)  # order does not matter
+    assert memory.verdict.growth([small, large]) == pytest.approx(0.10)
+    assert memory.verdict.growth([large, small]) == pytest.approx(0.10)  # order does not matter
     middle = (4000, 10**12)  # only the smallest and the largest N count
-    assert memory.growth([small, middle, large]) == pytest.approx(0.10)
-    assert memory.growth([(0, 0.0), (10, 2.0 * 10 * 8)], dim=2) == pytest.approx(2.0)
+    assert memory.verdict.growth([small, middle, large]) == pytest.approx(0.10)
+    assert memory.verdict.growth([(0, 0.0), (10, 2.0 * 10 * 8)], dim=2) == pytest.approx(2.0)
     with pytest.raises(ValueError):
-        memory.growth([small, small])
+        memory.verdict.growth([small, small])
 
     flat = [_row("vectors", 1, 4000, 400.0), _row("vectors", 1, 100000, 420.0)]
     # a whole float32 copy of the data held: growth 1.0, and 0.2 of it: both FAIL
@@ -58,7 +58,7 @@ def test_growth_and_verdicts_from_hand_made_numbers(memory: ModuleType) -> None:
     held = [_row("images", 2, 4000, 500.0), _row("images", 2, 100000, 500.0 + copy)]
     fifth = [_row("images", 1, 4000, 500.0), _row("images", 1, 100000, 500.0 + 0.2 * copy)]
     single = [_row("vectors", 2, 4000, 400.0)]  # one size: no verdict
-    checks = memory.verdicts(flat + held + fifth + single)
+    checks = memory.verdict.verdicts(flat + held + fifth + single)
     assert [(c["kind"], c["procs"]) for c in checks] == [
         ("vectors", 1),
         ("images", 2),
@@ -69,7 +69,8 @@ def test_growth_and_verdicts_from_hand_made_numbers(memory: ModuleType) -> None:
     assert checks[1]["growth"] == pytest.approx(1.0) and checks[1]["pass"] is False
     assert checks[2]["growth"] == pytest.approx(0.2) and checks[2]["pass"] is False
     assert (checks[0]["n_min"], checks[0]["n_max"], checks[0]["limit"]) == (4000, 100000, 0.15)
-    assert "FAIL" in memory.growth_lines(checks)[1] and "PASS" in memory.growth_lines(checks)[0]
+    lines = memory.report.growth_lines(checks)
+    assert "FAIL" in lines[1] and "PASS" in lines[0]
 
 
 def _python(code: str) -> list[str]:
@@ -77,10 +78,10 @@ def _python(code: str) -> list[str]:
 
 
 def test_measure_counts_anonymous_memory_not_mapped_files(
-    memory: ModuleType, tmp_path: Path
+    memory: SimpleNamespace, tmp_path: Path
 ) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    anon = memory.measure(
+    anon = memory.proc.measure(
         _python("import time; b = bytearray(96 * 2**20); time.sleep(0.5)"), env, interval=0.01
     )
     assert anon["returncode"] == 0 and not anon["timed_out"]
@@ -90,7 +91,7 @@ def test_measure_counts_anonymous_memory_not_mapped_files(
 
     blob = tmp_path / "blob.bin"
     blob.write_bytes(b"\1" * (96 * MIB))
-    mapped = memory.measure(
+    mapped = memory.proc.measure(
         _python(
             f"""
             import mmap, time
@@ -108,34 +109,34 @@ def test_measure_counts_anonymous_memory_not_mapped_files(
     assert 0 < root["rss_anon_kb"] < 48 * 1024  # ...but not private memory
 
 
-def test_measure_follows_child_processes(memory: ModuleType) -> None:
+def test_measure_follows_child_processes(memory: SimpleNamespace) -> None:
     child = "import time; b = bytearray(64 * 2**20); time.sleep(0.5)"
     parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}])"
-    before = memory.descendants(os.getpid())  # e.g. a multiprocessing resource tracker
-    got = memory.measure(_python(parent), {**os.environ}, interval=0.01)
+    before = memory.proc.descendants(os.getpid())  # e.g. a multiprocessing resource tracker
+    got = memory.proc.measure(_python(parent), {**os.environ}, interval=0.01)
     assert got["returncode"] == 0
     root = next(p for p in got["processes"] if p["parent"] == 0)
     kids = [p for p in got["processes"] if p["parent"] == root["pid"]]
     assert len(kids) == 1
     assert kids[0]["rss_anon_kb"] >= 64 * 1024 > root["rss_anon_kb"]
-    assert memory.descendants(os.getpid()) == before  # the run's processes are gone
+    assert memory.proc.descendants(os.getpid()) == before  # the run's processes are gone
 
 
-def test_datasets_have_the_promised_shapes(memory: ModuleType, tmp_path: Path) -> None:
-    sets = memory.make_dataset("vectors", 3000, tmp_path / "v")
+def test_datasets_have_the_promised_shapes(memory: SimpleNamespace, tmp_path: Path) -> None:
+    sets = memory.datasets.make_dataset("vectors", 3000, tmp_path / "v")
     noisy, clean = np.load(tmp_path / "v" / "noisy.npy"), np.load(tmp_path / "v" / "clean.npy")
     assert noisy.shape == (3000, 3072) and noisy.dtype == np.float32
     assert clean.shape == (120, 3072) and clean.dtype == np.float32
     assert np.isfinite(noisy).all() and 0.15 < float(np.std(noisy - noisy.mean(0))) < 1.5
     assert "data.sigma=0.2" in sets and f"data.noisy={tmp_path / 'v' / 'noisy.npy'}" in sets
-    memory.make_dataset("images", 100, tmp_path / "i")
+    memory.datasets.make_dataset("images", 100, tmp_path / "i")
     images = np.load(tmp_path / "i" / "source.npy")
     assert images.shape == (100, 3, 32, 32) and images.dtype == np.uint8
     assert len(np.unique(images)) > 50  # not constant
     again = tmp_path / "i2"
-    memory.make_dataset("images", 100, again)
+    memory.datasets.make_dataset("images", 100, again)
     assert np.array_equal(np.load(again / "source.npy"), images)  # seeded
-    assert memory.make_dataset("vectors", 10, tmp_path / "small")  # clean set: at least 2
+    assert memory.datasets.make_dataset("vectors", 10, tmp_path / "small")  # clean set: at least 2
     assert np.load(tmp_path / "small" / "clean.npy").shape == (2, 3072)
 
 

@@ -1,5 +1,6 @@
-"""Checks of `benchmarks/quality.py`: its helpers, the full suite's plan, and `--quick` end to end
-(which must leave the committed benchmarks/RESULTS.md and its figures untouched).
+"""Checks of `benchmarks/quality.py` and its sections (benchmarks/suite/): their helpers, the full
+suite's plan, the --only names, and `--quick` end to end (which must leave the committed
+benchmarks/RESULTS.md and its figures untouched).
 
 The end-to-end `--quick` run takes about 3 minutes on 2 CPU cores; the other tests a few seconds.
 """
@@ -15,8 +16,9 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import numpy as np
 import pytest
@@ -31,7 +33,7 @@ BENCH = ROOT / "benchmarks"
 
 @pytest.fixture()
 def quality(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """benchmarks/quality.py imported as a module (it imports its sibling gaussian_steps)."""
+    """benchmarks/quality.py imported as a module (it imports benchmarks/suite/)."""
     monkeypatch.syspath_prepend(str(BENCH))
     spec = importlib.util.spec_from_file_location("quality_under_test", BENCH / "quality.py")
     assert spec is not None and spec.loader is not None
@@ -39,6 +41,20 @@ def quality(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
+
+
+SUITE_MODULES = ("settings", "data", "methods", "samplers", "fractions", "sigmas", "pretrain")
+
+
+@pytest.fixture()
+def bench(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimpleNamespace]:
+    """The modules of benchmarks/suite/ (the sections and what they share), by short name."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    yield SimpleNamespace(
+        **{name: importlib.import_module(f"suite.{name}") for name in SUITE_MODULES}
+    )
+    for name in [m for m in sys.modules if m == "suite" or m.startswith("suite.")]:
+        sys.modules.pop(name)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -71,33 +87,33 @@ def test_gaussian_w2_closed_form(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
-def test_digits_split_is_disjoint_and_scaled(quality: ModuleType) -> None:
+def test_digits_split_is_disjoint_and_scaled(bench: SimpleNamespace) -> None:
     from sklearn.datasets import load_digits
 
     labels = load_digits().target
-    a, b = quality.digits_split_indices(labels)
+    a, b = bench.data.digits_split_indices(labels)
     assert len(np.intersect1d(a, b)) == 0
     assert len(a) == len(labels) - len(labels) // 3
-    assert set(labels[b].tolist()) == set(quality.DIGITS_PRETRAIN_CLASSES)
+    assert set(labels[b].tolist()) == set(bench.data.DIGITS_PRETRAIN_CLASSES)
     assert len(b) > 200  # about half of the held-back third
-    problem, similar = quality.digits_split()
+    problem, similar = bench.data.digits_split()
     assert problem.shape == (len(a), 1, 8, 8) and similar.shape == (len(b), 1, 8, 8)
     for x in (problem, similar):
         assert x.dtype == np.float32 and x.min() >= -1.0 and x.max() <= 1.0
 
 
-def test_ring8_similar_lacks_two_modes(quality: ModuleType) -> None:
-    x = quality.ring8_similar(3000)
+def test_ring8_similar_lacks_two_modes(bench: SimpleNamespace) -> None:
+    x = bench.data.ring8_similar(3000)
     assert x.shape == (3000, 2) and x.dtype == np.float32
     assert np.median(np.linalg.norm(x, axis=1)) == pytest.approx(1.0, abs=0.05)
     mode = np.rint(np.arctan2(x[:, 1], x[:, 0]) / (np.pi / 4)).astype(int) % 8
     counts = np.bincount(mode, minlength=8)
-    assert set(np.flatnonzero(counts)) == set(quality.RING8_MODES) == {0, 1, 2, 3, 4, 5}
-    assert counts[list(quality.RING8_MODES)].min() > 0.1 * len(x)
+    assert set(np.flatnonzero(counts)) == set(bench.data.RING8_MODES) == {0, 1, 2, 3, 4, 5}
+    assert counts[list(bench.data.RING8_MODES)].min() > 0.1 * len(x)
 
 
 class PlanRunner:
-    """Stands in for quality.Runner: validates each configuration, returns made-up metrics."""
+    """Stands in for suite.runner.Runner: validates each configuration, returns made-up metrics."""
 
     def __init__(self, common: dict[str, str], out: Path) -> None:
         self.common, self.out = common, out
@@ -120,19 +136,19 @@ class PlanRunner:
         return stages, self.out / digest
 
 
-def test_full_suite_plan_is_valid(quality: ModuleType, tmp_path: Path) -> None:
+def test_full_suite_plan_is_valid(bench: SimpleNamespace, tmp_path: Path) -> None:
     """Every configuration of the full suite (but section 5, which reads checkpoints) validates,
     and its tables and sentences are made, without training anything."""
-    suite = quality.SUITES["full"]
-    files = quality.make_data(tmp_path)
+    suite = bench.settings.SUITES["full"]
+    files = bench.data.make_data(tmp_path)
     runner = PlanRunner(suite.common, tmp_path / "runs")
-    res, _ = quality.section_methods(runner, suite, suite.seeds, suite.image_seeds, files)
+    res, _ = bench.methods.section_methods(runner, suite, suite.seeds, suite.image_seeds, files)
     assert len(res["digits"]["sfbd"]) == 3  # digits at 3 seeds
-    t1, t2, s1 = quality.methods_tables(res)
+    t1, t2, s1 = bench.methods.methods_tables(res)
     assert "| digits | sfbd k=3 |" in t1 and "| digits | online-sfbd k=3 |" in t1
     assert "datasets" in s1 and "Online SFBD's final mean swd is" in s1
     std = {ds: 0.01 for ds in res}
-    t, data, s = quality.section_samplers(runner, suite, std["ring8"])
+    t, data, s = bench.samplers.section_samplers(runner, suite, std["ring8"])
     assert [(d["sampler"], d["steps"]) for d in data] == [
         ("heun", 18),
         ("heun", 32),
@@ -140,10 +156,10 @@ def test_full_suite_plan_is_valid(quality: ModuleType, tmp_path: Path) -> None:
         ("sde", 64),
         ("sde", 256),
     ]
-    quality.section_fractions(runner, suite)
-    quality.section_sigmas(runner, suite)
+    bench.fractions.section_fractions(runner, suite)
+    bench.sigmas.section_sigmas(runner, suite)
     n_before = len(runner.configs)
-    t, pre, _, sentences = quality.section_pretrain(runner, suite, files, std)
+    t, pre, _, sentences = bench.pretrain.section_pretrain(runner, suite, files, std)
     assert set(pre) == {"ring8", "digits"} and len(sentences) == 2
     assert len(runner.configs) == n_before + 4  # 2 new runs per set; the rest is section 1's
     pretrain_cfgs = [c for _, c in runner.configs.values() if c.data.pretrain is not None]
@@ -159,6 +175,76 @@ def test_full_suite_plan_is_valid(quality: ModuleType, tmp_path: Path) -> None:
         assert prob.pretrain.shape[1:] == prob.noisy.shape[1:]
     digits = [c for _, c in runner.configs.values() if str(c.data.source).endswith("digits.npy")]
     assert len(digits) == 3 * 5 + 2  # 3 seeds of 5 methods, 2 pretraining runs
+
+
+def test_only_names(quality: ModuleType) -> None:
+    """Every section and subsection of 7 has an --only name; numbers and aliases select the same."""
+    every = quality.selection(None)
+    assert every == {
+        "methods",
+        "samplers",
+        "fractions",
+        "sigmas",
+        "gaussian",
+        "pretrain",
+        "noise-models",
+        "per-sample",
+        "coloured",
+        "photon",
+        "noise-gaussian",
+    }
+    assert quality.selection(["samplers"]) == {"samplers"}
+    assert quality.selection(["2,clean-fraction", "4"]) == {"samplers", "fractions", "sigmas"}
+    assert (
+        quality.selection(["noise-models"])
+        == quality.selection(["7"])
+        == {
+            "noise-models",
+            "per-sample",
+            "coloured",
+            "photon",
+            "noise-gaussian",
+        }
+    )
+    assert quality.selection(["photon,7a"]) == {"noise-models", "photon", "per-sample"}
+    with pytest.raises(ValueError, match="unknown section 'nope'"):
+        quality.selection(["methods,nope"])
+    args = quality.parse_args(["--only", "gaussian", "--only", "5"])
+    assert args.selected == {"gaussian"}
+    assert quality.results_file(args) == Path("runs/quality/full/RESULTS.md")  # never committed
+    with pytest.raises(SystemExit):
+        quality.parse_args(["--only", "sections"])
+
+
+class EntryRunner(PlanRunner):
+    """PlanRunner with the signature and counters of suite.runner.Runner."""
+
+    def __init__(self, out: Path, common: dict[str, str]) -> None:
+        super().__init__(common, out)
+        self.ran: list[tuple[str, float]] = []
+        self.reused = 0
+
+
+def test_only_runs_the_named_sections(
+    quality: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--quick --only samplers,fractions` through main(), without training: only sections 2
+    and 3 are written, section 2 says that section 1 did not run, and the results and the
+    sweeps figure go to the scratch folder."""
+    monkeypatch.setattr(quality, "Runner", EntryRunner)
+    out = tmp_path / "q"
+    quality.main(["--quick", "--only", "samplers,fractions", "--out", str(out)])
+    text = (out / "quick" / "RESULTS.md").read_text()
+    assert "## 2. Backward sampler" in text and "## 3. Clean fraction (ring8)" in text
+    for absent in ("## 1.", "## 4.", "## 5.", "## 6.", "## 7."):
+        assert absent not in text, absent
+    assert "- sections run (--only): samplers, fractions" in text
+    assert "section 1 did not run (--only), so there is no seed spread" in text
+    assert "(quality-sweeps.png)" in text and (out / "quick" / "quality-sweeps.png").is_file()
+    summary = json.loads((out / "quick" / "summary.json").read_text())
+    assert {"samplers", "clean_fraction"} <= set(summary)
+    assert not {"methods", "sigma", "gaussian", "pretrain", "noise_models"} & set(summary)
+    assert list(summary["section_seconds"]) == ["2 samplers", "3 clean fraction"]
 
 
 # --------------------------------------------------------------------------- end to end
