@@ -30,14 +30,14 @@ def _module(path: Path) -> str:
 MODULES = {_module(p): p for p in FILES}
 
 
-@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("path", FILES + BENCHMARKS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_size_limits(path):
     text = path.read_text()
-    assert len(text.splitlines()) <= 500, "file over 500 lines"
+    assert len(text.splitlines()) <= 450, "file over 450 lines"
     for node in ast.walk(ast.parse(text)):
         if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
             n = node.end_lineno - node.lineno + 1
-            limit = 300 if isinstance(node, ast.ClassDef) else 120
+            limit = 250 if isinstance(node, ast.ClassDef) else 100
             assert n <= limit, f"{node.name}: {n} lines (limit {limit})"
 
 
