@@ -5,12 +5,15 @@ Fréchet (2-Wasserstein) distance between the two Gaussians::
 
     FID = ||mu_1 - mu_2||^2 + tr(S_1) + tr(S_2) - 2 tr( (S_1 S_2)^{1/2} ),
 
-with ``mu`` the feature mean and ``S`` the unbiased (``N - 1``) feature covariance. The matrix
-square root is ``scipy.linalg.sqrtm`` of ``S_1 S_2``; when it is not finite (near-singular
-covariances, e.g. fewer images than feature dimensions) ``eps * I`` is added to both
-covariances and the root recomputed; imaginary parts from round-off are dropped after checking
-that they are small. Reference statistics are ``.npz`` files with arrays ``mu`` ``(D,)`` and
-``sigma`` ``(D, D)``, the format of pytorch-fid and EDM reference files.
+with ``mu`` the feature mean and ``S`` the unbiased (``N - 1``) feature covariance. pytorch-fid
+takes the trace term from ``scipy.linalg.sqrtm(S_1 S_2)`` (a Schur decomposition of a
+non-symmetric matrix: 20-40 s at D = 2048); :func:`frechet_distance` computes the same number
+from two symmetric eigenproblems (see there): 7-10 times faster at D = 2048, equal to the
+``sqrtm`` value to about 1e-14 relative for full-rank covariances and 1e-7 for rank-deficient
+ones (fewer images than dimensions, where both carry the round-off of the square roots of ~0
+eigenvalues; ours is the closer to the exact value). Reference statistics are ``.npz`` files
+with arrays ``mu`` ``(D,)`` and ``sigma`` ``(D, D)``, the format of pytorch-fid and EDM
+reference files.
 
 The features come from :class:`sfbd.metrics.inception.FIDInceptionV3` (TF FID Inception with
 pytorch-fid's weights, see :func:`sfbd.metrics.inception.load_inception`). Images here are
@@ -34,7 +37,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import scipy.linalg
 import torch
 from torch import nn
 
@@ -56,8 +58,11 @@ __all__ = [
 #: Feature networks by name: the FID Inception-v3 (FID) and DINOv2 ViT-L/14 (FD-DINOv2).
 FEATURE_NETWORKS = ("inception", "dinov2")
 
-#: Largest tolerated imaginary part on the diagonal of ``sqrtm(S_1 S_2)`` (as pytorch-fid).
-IMAG_TOL = 1e-3
+#: Relative tolerance of the covariance checks of :func:`frechet_distance`: a covariance ``S``
+#: is refused when ``max |S - S^T|`` or ``-lambda_min(S)`` exceeds ``COV_TOL * max |S_ij|``.
+#: Round-off stays far below it: ``-lambda_min`` is ~1e-15 of ``max |S_ij|`` for a float64
+#: covariance of fewer samples than dimensions, ~1e-7 stored as float32, ~2e-6 summed in float32.
+COV_TOL = 1e-4
 
 
 def _gaussian(mu: np.ndarray, sigma: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -72,6 +77,42 @@ def _gaussian(mu: np.ndarray, sigma: np.ndarray, name: str) -> tuple[np.ndarray,
     return m, s
 
 
+def _symmetric(s: np.ndarray, name: str) -> tuple[np.ndarray, float]:
+    """``((S + S^T) / 2, -COV_TOL * max |S_ij|)``: the symmetric part of a covariance and the
+    floor below which an eigenvalue is not round-off; raises ValueError if ``S`` is not
+    symmetric up to that tolerance."""
+    scale = float(np.max(np.abs(s)))
+    asym = float(np.max(np.abs(s - s.T)))
+    if asym > COV_TOL * scale:
+        raise ValueError(
+            f"sigma{name} is not symmetric: max |S - S^T| = {asym:.3g} > "
+            f"{COV_TOL:g} * max |S| = {COV_TOL * scale:.3g}"
+        )
+    return (s + s.T) / 2, -COV_TOL * scale
+
+
+def _not_psd(s: np.ndarray, name: str, floor: float, lam_min: float | None = None) -> ValueError:
+    if lam_min is None:
+        lam_min = float(np.linalg.eigvalsh(s)[0])
+    return ValueError(
+        f"sigma{name} is not positive semi-definite: its smallest eigenvalue {lam_min:.3g} is "
+        f"below -{COV_TOL:g} * max |S| = {floor:.3g} (the square root of the product would be "
+        "imaginary)"
+    )
+
+
+def _trace_sqrt_product(s1: np.ndarray, s2: np.ndarray, floor1: float) -> float:
+    """``tr (S_1^{1/2} S_2 S_1^{1/2})^{1/2}`` of symmetric ``S_1``, ``S_2`` (``S_1`` checked
+    against ``floor1``, see :func:`frechet_distance`)."""
+    w, v = np.linalg.eigh(s1)  # S_1 = V diag(w) V^T, w ascending
+    if w[0] < floor1:
+        raise _not_psd(s1, "1", floor1, float(w[0]))
+    f = v * np.sqrt(np.clip(w, 0.0, None))  # S_1 = F F^T
+    m = f.T @ s2 @ f
+    lam = np.linalg.eigvalsh((m + m.T) / 2)
+    return float(np.sum(np.sqrt(np.clip(lam, 0.0, None))))
+
+
 def frechet_distance(
     mu1: np.ndarray,
     sigma1: np.ndarray,
@@ -80,43 +121,78 @@ def frechet_distance(
     *,
     eps: float = 1e-6,
 ) -> float:
-    """Fréchet distance between ``N(mu1, sigma1)`` and ``N(mu2, sigma2)``.
+    r"""Fréchet distance between ``N(mu1, sigma1)`` and ``N(mu2, sigma2)``.
+
+    .. math::
+
+        d^2 = \lVert \mu_1 - \mu_2 \rVert^2 + \operatorname{tr} \Sigma_1
+            + \operatorname{tr} \Sigma_2 - 2 \operatorname{tr} (\Sigma_1 \Sigma_2)^{1/2}.
+
+    The trace term, pytorch-fid's ``tr sqrtm(sigma1 @ sigma2)``, comes from two symmetric
+    eigenproblems instead of a general matrix square root. With
+    :math:`\Sigma_1 = V \operatorname{diag}(w) V^T` (``numpy.linalg.eigh``) and
+    :math:`F = V \operatorname{diag}(\sqrt{\max(w, 0)})`, so that :math:`\Sigma_1 = F F^T`, the
+    matrix :math:`M = F^T \Sigma_2 F` is symmetric positive semi-definite;
+    :math:`\Sigma_1 \Sigma_2 = F (F^T \Sigma_2)` has the eigenvalues of
+    :math:`(F^T \Sigma_2) F = M`, and :math:`V M V^T = \Sigma_1^{1/2} \Sigma_2 \Sigma_1^{1/2}`
+    (the form of Dowson and Landau). Hence
+
+    .. math::
+
+        \operatorname{tr} (\Sigma_1 \Sigma_2)^{1/2}
+            = \operatorname{tr} (\Sigma_1^{1/2} \Sigma_2 \Sigma_1^{1/2})^{1/2}
+            = \sum_i \sqrt{\lambda_i(M)},
+
+    with ``M`` symmetrised, :math:`(M + M^T) / 2`, against round-off and its round-off
+    negative eigenvalues taken as 0 (``sqrtm`` returns their square roots as imaginary parts,
+    which pytorch-fid drops). All in float64. Singular covariances (fewer samples than
+    dimensions, dead features) need no special treatment: their zero eigenvalues enter as zeros.
 
     Args:
         mu1, mu2: means, shape ``(D,)`` (a scalar is read as ``D = 1``).
-        sigma1, sigma2: covariances, shape ``(D, D)``, symmetric positive semi-definite.
-        eps: diagonal offset added to both covariances if ``sqrtm(sigma1 @ sigma2)`` is not
-            finite.
+        sigma1, sigma2: covariances, shape ``(D, D)``, symmetric positive semi-definite. Each is
+            symmetrised, ``(S + S^T) / 2``, and must be symmetric and positive semi-definite up
+            to round-off: ``max |S - S^T|`` and ``-lambda_min(S)`` at most ``COV_TOL = 1e-4``
+            times ``max |S_ij|``. Smaller negative eigenvalues are round-off and count as 0.
+        eps: diagonal offset added to both covariances if an eigendecomposition fails to
+            converge (``numpy.linalg.LinAlgError``; not seen for finite symmetric input).
 
     Returns:
         ``||mu1 - mu2||^2 + tr(sigma1) + tr(sigma2) - 2 tr(sqrtm(sigma1 @ sigma2))`` as a
         float (not clipped: round-off can make it slightly negative for equal inputs).
 
     Raises:
-        ValueError: mismatched shapes, non-finite inputs, or an imaginary component larger than
-            ``1e-3`` on the diagonal of the square root (only the diagonal enters the trace).
+        ValueError: mismatched shapes, non-finite (NaN or inf) entries, a covariance that is
+            not symmetric or not positive semi-definite beyond the tolerance above, or an
+            eigendecomposition that does not converge even after adding ``eps * I``.
     """
     m1, s1 = _gaussian(mu1, sigma1, "1")
     m2, s2 = _gaussian(mu2, sigma2, "2")
     if m1.shape != m2.shape:
         raise ValueError(f"mu1 has shape {m1.shape} but mu2 has shape {m2.shape}")
     diff = m1 - m2
+    s1, floor1 = _symmetric(s1, "1")
+    s2, floor2 = _symmetric(s2, "2")
+    # S_2 + |floor| I has a Cholesky factor iff lambda_min(S_2) > floor (up to round-off far
+    # below |floor|): a fifth of the cost of its eigenvalues. S_1's come with its eigh below.
+    if floor2 < 0:
+        try:
+            np.linalg.cholesky(s2 - floor2 * np.eye(s2.shape[0]))
+        except np.linalg.LinAlgError:
+            raise _not_psd(s2, "2", floor2) from None
 
-    with warnings.catch_warnings():
-        # Singular products are expected for N < D; non-finite results are handled below.
-        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
-        covmean = scipy.linalg.sqrtm(s1 @ s2)
-        if not np.all(np.isfinite(covmean)):
-            offset = np.eye(s1.shape[0]) * eps
-            covmean = scipy.linalg.sqrtm((s1 + offset) @ (s2 + offset))
-    if not np.all(np.isfinite(covmean)):
-        raise ValueError("sqrtm(sigma1 @ sigma2) is not finite even after adding eps * I")
-    if np.iscomplexobj(covmean):
-        imag = float(np.max(np.abs(np.diagonal(covmean).imag)))
-        if imag > IMAG_TOL:
-            raise ValueError(f"sqrtm(sigma1 @ sigma2) has an imaginary component {imag:.3g}")
-        covmean = covmean.real
-    value = diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * np.trace(covmean)
+    try:
+        trace_sqrt = _trace_sqrt_product(s1, s2, floor1)
+    except np.linalg.LinAlgError:
+        offset = np.eye(s1.shape[0]) * eps
+        try:
+            trace_sqrt = _trace_sqrt_product(s1 + offset, s2 + offset, floor1)
+        except np.linalg.LinAlgError as e:
+            raise ValueError(
+                f"the eigendecomposition for tr sqrt(sigma1 sigma2) did not converge even "
+                f"after adding eps * I: {e}"
+            ) from e
+    value = diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * trace_sqrt
     return float(value)
 
 
