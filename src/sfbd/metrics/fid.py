@@ -107,7 +107,13 @@ def _trace_sqrt_product(s1: np.ndarray, s2: np.ndarray, floor1: float) -> float:
     w, v = np.linalg.eigh(s1)  # S_1 = V diag(w) V^T, w ascending
     if w[0] < floor1:
         raise _not_psd(s1, "1", floor1, float(w[0]))
-    f = v * np.sqrt(np.clip(w, 0.0, None))  # S_1 = F F^T
+    # Eigenvalues within round-off of 0 (numpy.linalg.matrix_rank's tolerance) are 0: their
+    # columns of F are dropped, so that the null space of a singular S_1 adds no eigenvalues
+    # ~u ||M|| to M: their square roots, ~1e-8 ||M||^1/2 each, add up to far more than round-off.
+    keep = w > len(w) * np.finfo(np.float64).eps * max(float(w[-1]), 0.0)
+    f = v[:, keep] * np.sqrt(w[keep])  # S_1 = F F^T, F (D, rank S_1)
+    if f.shape[1] == 0:
+        return 0.0
     m = f.T @ s2 @ f
     lam = np.linalg.eigvalsh((m + m.T) / 2)
     return float(np.sum(np.sqrt(np.clip(lam, 0.0, None))))
@@ -131,8 +137,8 @@ def frechet_distance(
     The trace term, pytorch-fid's ``tr sqrtm(sigma1 @ sigma2)``, comes from two symmetric
     eigenproblems instead of a general matrix square root. With
     :math:`\Sigma_1 = V \operatorname{diag}(w) V^T` (``numpy.linalg.eigh``) and
-    :math:`F = V \operatorname{diag}(\sqrt{\max(w, 0)})`, so that :math:`\Sigma_1 = F F^T`, the
-    matrix :math:`M = F^T \Sigma_2 F` is symmetric positive semi-definite;
+    :math:`F = V \operatorname{diag}(\sqrt{w})`, so that :math:`\Sigma_1 = F F^T`, the matrix
+    :math:`M = F^T \Sigma_2 F` is symmetric positive semi-definite;
     :math:`\Sigma_1 \Sigma_2 = F (F^T \Sigma_2)` has the eigenvalues of
     :math:`(F^T \Sigma_2) F = M`, and :math:`V M V^T = \Sigma_1^{1/2} \Sigma_2 \Sigma_1^{1/2}`
     (the form of Dowson and Landau). Hence
@@ -143,10 +149,14 @@ def frechet_distance(
             = \operatorname{tr} (\Sigma_1^{1/2} \Sigma_2 \Sigma_1^{1/2})^{1/2}
             = \sum_i \sqrt{\lambda_i(M)},
 
-    with ``M`` symmetrised, :math:`(M + M^T) / 2`, against round-off and its round-off
-    negative eigenvalues taken as 0 (``sqrtm`` returns their square roots as imaginary parts,
-    which pytorch-fid drops). All in float64. Singular covariances (fewer samples than
-    dimensions, dead features) need no special treatment: their zero eigenvalues enter as zeros.
+    all in float64. Round-off is handled as follows: ``M`` is symmetrised, :math:`(M + M^T) / 2`,
+    and its negative eigenvalues (round-off: ``sqrtm`` returns their square roots as imaginary
+    parts, which pytorch-fid drops) count as 0; the eigenvalues ``w`` of :math:`\Sigma_1` at or
+    below ``D * machine epsilon * max(w)`` (the tolerance of ``numpy.linalg.matrix_rank``),
+    negative ones included, are taken as exactly 0 and their columns dropped from ``F``, which is
+    then ``(D, rank)``. A singular covariance (fewer samples than dimensions, dead features)
+    thus adds no spurious square roots of round-off, and identical inputs give 0 to ~1e-14 of
+    the trace even then (``sqrtm``: ~1e-8).
 
     Args:
         mu1, mu2: means, shape ``(D,)`` (a scalar is read as ``D = 1``).
