@@ -37,6 +37,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import scipy.linalg.lapack
 import torch
 from torch import nn
 
@@ -77,10 +78,27 @@ def _gaussian(mu: np.ndarray, sigma: np.ndarray, name: str) -> tuple[np.ndarray,
     return m, s
 
 
-def _symmetric(s: np.ndarray, name: str) -> tuple[np.ndarray, float]:
-    """``((S + S^T) / 2, -COV_TOL * max |S_ij|)``: the symmetric part of a covariance and the
-    floor below which an eigenvalue is not round-off; raises ValueError if ``S`` is not
-    symmetric up to that tolerance."""
+def _psd_factor(s: np.ndarray) -> np.ndarray:
+    """``F`` ``(D, r)`` with ``S = F F^T`` up to round-off, ``r`` the numerical rank of ``S``:
+    Cholesky with complete pivoting, ``P^T S P = L L^T`` (LAPACK ``dpstrf``, which reads the
+    lower triangle), stopped when the largest remaining pivot is at most LAPACK's tolerance
+    ``D * machine epsilon * max_i S_ii``; ``F = P L[:, :r]``. It does not check that ``S`` is
+    positive semi-definite (see :func:`_covariance`)."""
+    c, piv, rank, info = scipy.linalg.lapack.dpstrf(s, lower=1)
+    if info < 0:
+        raise ValueError(f"LAPACK dpstrf: illegal argument {-info}")
+    low = c[:, :rank]
+    for j in range(1, rank):  # the strict upper triangle still holds S (a tenth of np.tril's time)
+        low[:j, j] = 0.0
+    f = np.empty((s.shape[0], rank))
+    f[piv - 1] = low
+    return f
+
+
+def _covariance(s: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(S_sym, F)``: the symmetric part ``(S + S^T) / 2`` of a covariance and its factor
+    (:func:`_psd_factor`). Raises ValueError if ``S`` is not symmetric and positive
+    semi-definite to within ``COV_TOL * max |S_ij|``."""
     scale = float(np.max(np.abs(s)))
     asym = float(np.max(np.abs(s - s.T)))
     if asym > COV_TOL * scale:
@@ -88,33 +106,33 @@ def _symmetric(s: np.ndarray, name: str) -> tuple[np.ndarray, float]:
             f"sigma{name} is not symmetric: max |S - S^T| = {asym:.3g} > "
             f"{COV_TOL:g} * max |S| = {COV_TOL * scale:.3g}"
         )
-    return (s + s.T) / 2, -COV_TOL * scale
+    if asym > 0:
+        s = (s + s.T) / 2
+    f = _psd_factor(s)
+    # Full rank: every pivot was positive, so S is positive definite. Otherwise S may have
+    # negative eigenvalues that the stopped factorisation did not see: S + |floor| I has a
+    # Cholesky factor iff lambda_min(S) > floor (up to round-off far below |floor|).
+    floor = -COV_TOL * scale
+    if f.shape[1] < s.shape[0] and scale > 0:
+        try:
+            np.linalg.cholesky(s - floor * np.eye(s.shape[0]))
+        except np.linalg.LinAlgError:
+            lam_min = float(np.linalg.eigvalsh(s)[0])
+            raise ValueError(
+                f"sigma{name} is not positive semi-definite: its smallest eigenvalue "
+                f"{lam_min:.3g} is below -{COV_TOL:g} * max |S| = {floor:.3g} (the square root "
+                "of the product would be imaginary)"
+            ) from None
+    return s, f
 
 
-def _not_psd(s: np.ndarray, name: str, floor: float, lam_min: float | None = None) -> ValueError:
-    if lam_min is None:
-        lam_min = float(np.linalg.eigvalsh(s)[0])
-    return ValueError(
-        f"sigma{name} is not positive semi-definite: its smallest eigenvalue {lam_min:.3g} is "
-        f"below -{COV_TOL:g} * max |S| = {floor:.3g} (the square root of the product would be "
-        "imaginary)"
-    )
-
-
-def _trace_sqrt_product(s1: np.ndarray, s2: np.ndarray, floor1: float) -> float:
-    """``tr (S_1^{1/2} S_2 S_1^{1/2})^{1/2}`` of symmetric ``S_1``, ``S_2`` (``S_1`` checked
-    against ``floor1``, see :func:`frechet_distance`)."""
-    w, v = np.linalg.eigh(s1)  # S_1 = V diag(w) V^T, w ascending
-    if w[0] < floor1:
-        raise _not_psd(s1, "1", floor1, float(w[0]))
-    # Eigenvalues within round-off of 0 (numpy.linalg.matrix_rank's tolerance) are 0: their
-    # columns of F are dropped, so that the null space of a singular S_1 adds no eigenvalues
-    # ~u ||M|| to M: their square roots, ~1e-8 ||M||^1/2 each, add up to far more than round-off.
-    keep = w > len(w) * np.finfo(np.float64).eps * max(float(w[-1]), 0.0)
-    f = v[:, keep] * np.sqrt(w[keep])  # S_1 = F F^T, F (D, rank S_1)
+def _trace_sqrt_product(s1: np.ndarray, f1: np.ndarray, s2: np.ndarray, f2: np.ndarray) -> float:
+    """``tr (S_1 S_2)^{1/2} = sum_i sqrt(lambda_i(F^T S' F))`` with ``F`` the factor of lower
+    rank (``f1`` on ties) and ``S'`` the other covariance (see :func:`frechet_distance`)."""
+    f, other = (f1, s2) if f1.shape[1] <= f2.shape[1] else (f2, s1)
     if f.shape[1] == 0:
         return 0.0
-    m = f.T @ s2 @ f
+    m = f.T @ other @ f
     lam = np.linalg.eigvalsh((m + m.T) / 2)
     return float(np.sum(np.sqrt(np.clip(lam, 0.0, None))))
 
@@ -134,38 +152,42 @@ def frechet_distance(
         d^2 = \lVert \mu_1 - \mu_2 \rVert^2 + \operatorname{tr} \Sigma_1
             + \operatorname{tr} \Sigma_2 - 2 \operatorname{tr} (\Sigma_1 \Sigma_2)^{1/2}.
 
-    The trace term, pytorch-fid's ``tr sqrtm(sigma1 @ sigma2)``, comes from two symmetric
-    eigenproblems instead of a general matrix square root. With
-    :math:`\Sigma_1 = V \operatorname{diag}(w) V^T` (``numpy.linalg.eigh``) and
-    :math:`F = V \operatorname{diag}(\sqrt{w})`, so that :math:`\Sigma_1 = F F^T`, the matrix
-    :math:`M = F^T \Sigma_2 F` is symmetric positive semi-definite;
-    :math:`\Sigma_1 \Sigma_2 = F (F^T \Sigma_2)` has the eigenvalues of
-    :math:`(F^T \Sigma_2) F = M`, and :math:`V M V^T = \Sigma_1^{1/2} \Sigma_2 \Sigma_1^{1/2}`
-    (the form of Dowson and Landau). Hence
+    The trace term, pytorch-fid's ``tr sqrtm(sigma1 @ sigma2)``, comes from one symmetric
+    eigenproblem instead of a general matrix square root. For any factor
+    :math:`\Sigma_1 = F F^T` with :math:`F` of shape ``(D, r)``, :math:`r = \operatorname{rank}
+    \Sigma_1`, the ``(r, r)`` matrix :math:`M = F^T \Sigma_2 F` is symmetric positive
+    semi-definite and has the nonzero eigenvalues of :math:`\Sigma_1 \Sigma_2 = F (F^T \Sigma_2)`
+    (those of :math:`(F^T \Sigma_2) F`), which are those of
+    :math:`\Sigma_1^{1/2} \Sigma_2 \Sigma_1^{1/2}` (the form of Dowson and Landau). Hence
 
     .. math::
 
         \operatorname{tr} (\Sigma_1 \Sigma_2)^{1/2}
             = \operatorname{tr} (\Sigma_1^{1/2} \Sigma_2 \Sigma_1^{1/2})^{1/2}
-            = \sum_i \sqrt{\lambda_i(M)},
+            = \sum_{i=1}^r \sqrt{\lambda_i(M)},
 
-    all in float64. Round-off is handled as follows: ``M`` is symmetrised, :math:`(M + M^T) / 2`,
-    and its negative eigenvalues (round-off: ``sqrtm`` returns their square roots as imaginary
-    parts, which pytorch-fid drops) count as 0; the eigenvalues ``w`` of :math:`\Sigma_1` at or
-    below ``D * machine epsilon * max(w)`` (the tolerance of ``numpy.linalg.matrix_rank``),
-    negative ones included, are taken as exactly 0 and their columns dropped from ``F``, which is
-    then ``(D, rank)``. A singular covariance (fewer samples than dimensions, dead features)
-    thus adds no spurious square roots of round-off, and identical inputs give 0 to ~1e-14 of
-    the trace even then (``sqrtm``: ~1e-8).
+    and the roles of the two covariances may be swapped. ``F`` comes from a Cholesky
+    factorisation with complete pivoting (LAPACK ``dpstrf``, a tenth of the cost of an
+    eigendecomposition with vectors), stopped when the largest remaining pivot is at most
+    ``D * machine epsilon * max_i S_ii``: that is the numerical rank ``r``, and the rest of the
+    covariance counts as exactly 0. The covariance of lower rank is factored (``sigma1`` on
+    ties), so that ``M`` has no eigenvalues that are round-off of 0 (from the null space of the
+    other), whose square roots, ~1e-8 of ``||M||^{1/2}`` each, would not be round-off in the
+    sum. ``M`` is symmetrised, :math:`(M + M^T) / 2`, and its round-off negative eigenvalues
+    count as 0 (``sqrtm`` returns their square roots as imaginary parts, which pytorch-fid
+    drops). All in float64. A singular covariance (fewer samples than dimensions, dead
+    features) thus needs no offset, and identical inputs give 0 to ~1e-14 of the trace even
+    then (``sqrtm``: ~1e-8).
 
     Args:
         mu1, mu2: means, shape ``(D,)`` (a scalar is read as ``D = 1``).
         sigma1, sigma2: covariances, shape ``(D, D)``, symmetric positive semi-definite. Each is
             symmetrised, ``(S + S^T) / 2``, and must be symmetric and positive semi-definite up
             to round-off: ``max |S - S^T|`` and ``-lambda_min(S)`` at most ``COV_TOL = 1e-4``
-            times ``max |S_ij|``. Smaller negative eigenvalues are round-off and count as 0.
-        eps: diagonal offset added to both covariances if an eigendecomposition fails to
-            converge (``numpy.linalg.LinAlgError``; not seen for finite symmetric input).
+            times ``max |S_ij|``. Smaller negative eigenvalues are round-off and count as 0 in
+            the trace term (``tr(sigma)`` is that of the matrix as given).
+        eps: diagonal offset added to both covariances if the eigendecomposition of ``M``
+            fails to converge (``numpy.linalg.LinAlgError``; not seen for finite input).
 
     Returns:
         ``||mu1 - mu2||^2 + tr(sigma1) + tr(sigma2) - 2 tr(sqrtm(sigma1 @ sigma2))`` as a
@@ -181,22 +203,15 @@ def frechet_distance(
     if m1.shape != m2.shape:
         raise ValueError(f"mu1 has shape {m1.shape} but mu2 has shape {m2.shape}")
     diff = m1 - m2
-    s1, floor1 = _symmetric(s1, "1")
-    s2, floor2 = _symmetric(s2, "2")
-    # S_2 + |floor| I has a Cholesky factor iff lambda_min(S_2) > floor (up to round-off far
-    # below |floor|): a fifth of the cost of its eigenvalues. S_1's come with its eigh below.
-    if floor2 < 0:
-        try:
-            np.linalg.cholesky(s2 - floor2 * np.eye(s2.shape[0]))
-        except np.linalg.LinAlgError:
-            raise _not_psd(s2, "2", floor2) from None
-
+    s1, f1 = _covariance(s1, "1")
+    s2, f2 = _covariance(s2, "2")
     try:
-        trace_sqrt = _trace_sqrt_product(s1, s2, floor1)
+        trace_sqrt = _trace_sqrt_product(s1, f1, s2, f2)
     except np.linalg.LinAlgError:
         offset = np.eye(s1.shape[0]) * eps
+        s1e, s2e = s1 + offset, s2 + offset
         try:
-            trace_sqrt = _trace_sqrt_product(s1 + offset, s2 + offset, floor1)
+            trace_sqrt = _trace_sqrt_product(s1e, _psd_factor(s1e), s2e, _psd_factor(s2e))
         except np.linalg.LinAlgError as e:
             raise ValueError(
                 f"the eigendecomposition for tr sqrt(sigma1 sigma2) did not converge even "
