@@ -78,21 +78,44 @@ def _gaussian(mu: np.ndarray, sigma: np.ndarray, name: str) -> tuple[np.ndarray,
     return m, s
 
 
-def _psd_factor(s: np.ndarray) -> np.ndarray:
-    """``F`` ``(D, r)`` with ``S = F F^T`` up to round-off, ``r`` the numerical rank of ``S``:
-    Cholesky with complete pivoting, ``P^T S P = L L^T`` (LAPACK ``dpstrf``, which reads the
-    lower triangle), stopped when the largest remaining pivot is at most LAPACK's tolerance
-    ``D * machine epsilon * max_i S_ii``; ``F = P L[:, :r]``. It does not check that ``S`` is
-    positive semi-definite (see :func:`_covariance`)."""
-    c, piv, rank, info = scipy.linalg.lapack.dpstrf(s, lower=1)
+def _psd_factor(s: np.ndarray, name: str, floor: float) -> np.ndarray:
+    """``F`` ``(D, r)`` with ``S = F F^T`` up to round-off, ``r`` the numerical rank of the
+    symmetric ``S``; raises ValueError if an eigenvalue of ``S`` is below ``floor``.
+
+    Cholesky with complete pivoting first, ``P^T S P = L L^T`` (LAPACK ``dpstrf``), stopped when
+    the largest remaining pivot is at most ``tol = D * machine epsilon * max_i S_ii``: then
+    ``F = P L[:, :r]``, if the Schur complement left, ``S_22 - L_2 L_2^T``, is round-off (all
+    entries at most ``tol``; so at full rank, and for exactly singular covariances). Otherwise
+    (``S`` indefinite, or singular with round-off far above ``tol``, as covariances of fewer
+    samples than dimensions summed in float32) from ``eigh(S) = V diag(w) V^T``:
+    ``F = V diag(sqrt(w))`` over the ``w > tol``, so that negative eigenvalues are clipped to 0
+    as ``sqrtm`` does implicitly (a truncated Cholesky would drop some positive ones too).
+    """
+    n = s.shape[0]
+    tol = n * np.finfo(np.float64).eps * max(float(np.max(np.diagonal(s))), 0.0)
+    c, piv, rank, info = scipy.linalg.lapack.dpstrf(s, tol=tol, lower=1)
     if info < 0:
         raise ValueError(f"LAPACK dpstrf: illegal argument {-info}")
     low = c[:, :rank]
     for j in range(1, rank):  # the strict upper triangle still holds S (a tenth of np.tril's time)
         low[:j, j] = 0.0
-    f = np.empty((s.shape[0], rank))
+    f = np.empty((n, rank))
     f[piv - 1] = low
-    return f
+    if rank == n:  # every pivot was positive: S is positive definite
+        return f
+    tail = piv[rank:] - 1
+    schur = s[np.ix_(tail, tail)] - f[tail] @ f[tail].T
+    if float(np.max(np.abs(schur))) <= tol:
+        return f
+    w, v = np.linalg.eigh(s)
+    if w[0] < floor:
+        raise ValueError(
+            f"sigma{name} is not positive semi-definite: its smallest eigenvalue {w[0]:.3g} is "
+            f"below -{COV_TOL:g} * max |S| = {floor:.3g} (the square root of the product would "
+            "be imaginary)"
+        )
+    keep = w > tol
+    return v[:, keep] * np.sqrt(w[keep])
 
 
 def _covariance(s: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -108,27 +131,14 @@ def _covariance(s: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
         )
     if asym > 0:
         s = (s + s.T) / 2
-    f = _psd_factor(s)
-    # Full rank: every pivot was positive, so S is positive definite. Otherwise S may have
-    # negative eigenvalues that the stopped factorisation did not see: S + |floor| I has a
-    # Cholesky factor iff lambda_min(S) > floor (up to round-off far below |floor|).
-    floor = -COV_TOL * scale
-    if f.shape[1] < s.shape[0] and scale > 0:
-        try:
-            np.linalg.cholesky(s - floor * np.eye(s.shape[0]))
-        except np.linalg.LinAlgError:
-            lam_min = float(np.linalg.eigvalsh(s)[0])
-            raise ValueError(
-                f"sigma{name} is not positive semi-definite: its smallest eigenvalue "
-                f"{lam_min:.3g} is below -{COV_TOL:g} * max |S| = {floor:.3g} (the square root "
-                "of the product would be imaginary)"
-            ) from None
-    return s, f
+    return s, _psd_factor(s, name, -COV_TOL * scale)
 
 
-def _trace_sqrt_product(s1: np.ndarray, f1: np.ndarray, s2: np.ndarray, f2: np.ndarray) -> float:
-    """``tr (S_1 S_2)^{1/2} = sum_i sqrt(lambda_i(F^T S' F))`` with ``F`` the factor of lower
-    rank (``f1`` on ties) and ``S'`` the other covariance (see :func:`frechet_distance`)."""
+def _trace_sqrt_product(s1: np.ndarray, s2: np.ndarray) -> float:
+    """``tr (S_1 S_2)^{1/2} = sum_i sqrt(lambda_i(F^T S' F))`` with ``F`` the factor
+    (:func:`_psd_factor`) of lower rank (``S_1``'s on ties) and ``S'`` the other covariance,
+    symmetrised (see :func:`frechet_distance`)."""
+    (s1, f1), (s2, f2) = _covariance(s1, "1"), _covariance(s2, "2")
     f, other = (f1, s2) if f1.shape[1] <= f2.shape[1] else (f2, s1)
     if f.shape[1] == 0:
         return 0.0
@@ -166,18 +176,27 @@ def frechet_distance(
             = \operatorname{tr} (\Sigma_1^{1/2} \Sigma_2 \Sigma_1^{1/2})^{1/2}
             = \sum_{i=1}^r \sqrt{\lambda_i(M)},
 
-    and the roles of the two covariances may be swapped. ``F`` comes from a Cholesky
-    factorisation with complete pivoting (LAPACK ``dpstrf``, a tenth of the cost of an
-    eigendecomposition with vectors), stopped when the largest remaining pivot is at most
-    ``D * machine epsilon * max_i S_ii``: that is the numerical rank ``r``, and the rest of the
-    covariance counts as exactly 0. The covariance of lower rank is factored (``sigma1`` on
-    ties), so that ``M`` has no eigenvalues that are round-off of 0 (from the null space of the
-    other), whose square roots, ~1e-8 of ``||M||^{1/2}`` each, would not be round-off in the
-    sum. ``M`` is symmetrised, :math:`(M + M^T) / 2`, and its round-off negative eigenvalues
-    count as 0 (``sqrtm`` returns their square roots as imaginary parts, which pytorch-fid
-    drops). All in float64. A singular covariance (fewer samples than dimensions, dead
-    features) thus needs no offset, and identical inputs give 0 to ~1e-14 of the trace even
-    then (``sqrtm``: ~1e-8).
+    and the roles of the two covariances may be swapped. Each covariance is factored by a
+    Cholesky factorisation with complete pivoting (LAPACK ``dpstrf``, about a tenth of the cost
+    of an eigendecomposition), stopped at the numerical rank ``r``, where the largest pivot left
+    is at most ``tol = D * machine epsilon * max_i S_ii``; the rest of the covariance counts as
+    exactly 0 if the Schur complement left is round-off (entries at most ``tol``). Otherwise (an
+    indefinite matrix, or a singular one whose null space holds round-off far above ``tol``, as
+    covariances of fewer samples than dimensions summed in float32) ``F`` comes from
+    :math:`\Sigma = V \operatorname{diag}(w) V^T` (``numpy.linalg.eigh``) as
+    :math:`V \operatorname{diag}(\sqrt{w})` over the ``w > tol``: negative eigenvalues are
+    clipped to 0, as ``sqrtm`` does implicitly. The factor of lower rank is used (``sigma1``'s
+    on ties), so that ``M`` has no eigenvalues that are round-off of 0 (from the null space of
+    the other covariance), whose square roots, ~1e-8 of :math:`\lVert M \rVert^{1/2}` each,
+    would add up to more than round-off. ``M`` is symmetrised, :math:`(M + M^T) / 2`, and its
+    round-off negative eigenvalues count as 0 (``sqrtm`` returns their square roots as
+    imaginary parts, which pytorch-fid drops). All in float64.
+
+    A singular covariance (fewer samples than dimensions, dead features) thus needs no offset,
+    and identical inputs give 0 to ~1e-14 of the trace (``sqrtm``: ~1e-8). Against the
+    ``sqrtm`` formula the distance agrees to 1e-11 to 1e-14 relative for full-rank covariances
+    and to ~1e-7 for rank-deficient ones, where that is the round-off of ``sqrtm`` (this is the
+    closer to an exact value there: ``tests/test_fid.py``).
 
     Args:
         mu1, mu2: means, shape ``(D,)`` (a scalar is read as ``D = 1``).
@@ -186,8 +205,8 @@ def frechet_distance(
             to round-off: ``max |S - S^T|`` and ``-lambda_min(S)`` at most ``COV_TOL = 1e-4``
             times ``max |S_ij|``. Smaller negative eigenvalues are round-off and count as 0 in
             the trace term (``tr(sigma)`` is that of the matrix as given).
-        eps: diagonal offset added to both covariances if the eigendecomposition of ``M``
-            fails to converge (``numpy.linalg.LinAlgError``; not seen for finite input).
+        eps: diagonal offset added to both covariances if an eigendecomposition fails to
+            converge (``numpy.linalg.LinAlgError``; not seen for finite symmetric input).
 
     Returns:
         ``||mu1 - mu2||^2 + tr(sigma1) + tr(sigma2) - 2 tr(sqrtm(sigma1 @ sigma2))`` as a
@@ -203,15 +222,12 @@ def frechet_distance(
     if m1.shape != m2.shape:
         raise ValueError(f"mu1 has shape {m1.shape} but mu2 has shape {m2.shape}")
     diff = m1 - m2
-    s1, f1 = _covariance(s1, "1")
-    s2, f2 = _covariance(s2, "2")
     try:
-        trace_sqrt = _trace_sqrt_product(s1, f1, s2, f2)
+        trace_sqrt = _trace_sqrt_product(s1, s2)
     except np.linalg.LinAlgError:
         offset = np.eye(s1.shape[0]) * eps
-        s1e, s2e = s1 + offset, s2 + offset
         try:
-            trace_sqrt = _trace_sqrt_product(s1e, _psd_factor(s1e), s2e, _psd_factor(s2e))
+            trace_sqrt = _trace_sqrt_product(s1 + offset, s2 + offset)
         except np.linalg.LinAlgError as e:
             raise ValueError(
                 f"the eigendecomposition for tr sqrt(sigma1 sigma2) did not converge even "
