@@ -171,6 +171,23 @@ def test_equals_the_sqrtm_formula_on_realistic_statistics(d: int, n: int):
     assert abs(frechet_distance(m1, s1, m1, s1)) <= 1e-8 * np.trace(s1)
 
 
+def test_equals_the_sqrtm_formula_on_covariances_summed_in_float32():
+    # Fewer samples than dimensions, covariances summed in float32: the null space holds
+    # round-off of ~1e-6 of the scale, of both signs. These take the eigh route; the pivoted
+    # Cholesky alone, dropping some of that round-off and keeping the rest, is 1.2e-6 off here.
+    d, n = 512, 200
+    stats = []
+    for f in (_relu_features(5, n, d), _relu_features(6, n, d, shift=0.1)):
+        c = f - f.mean(axis=0)
+        s = (c.T @ c / np.float32(n - 1)).astype(np.float64)
+        stats.append((f.mean(axis=0).astype(np.float64), (s + s.T) / 2))
+    (m1, s1), (m2, s2) = stats
+    assert np.linalg.eigvalsh(s1)[0] < -1e-9 * np.abs(s1).max()  # indefinite by round-off
+    want = _sqrtm_frechet(m1, s1, m2, s2)
+    assert abs(frechet_distance(m1, s1, m2, s2) - want) <= 1e-6 * want
+    assert abs(frechet_distance(m2, s2, m1, s1) - want) <= 1e-6 * want
+
+
 def test_rank_deficient_covariance_against_the_exact_value():
     # Sigma_1 = X^T X with centred X (n, d), n < d: tr (Sigma_1^1/2 Sigma_2 Sigma_1^1/2)^1/2 is
     # also the sum of the square roots of the eigenvalues of the small X Sigma_2 X^T (n, n)
