@@ -21,8 +21,8 @@ last line is the verdict: ``PASS: ...``, or ``FAIL: ...`` and exit status 1 when
 below ``--min-speedup`` (5) or the difference above ``--max-rel`` (1e-6).
 
 Usage: python benchmarks/frechet.py [--dim 2048] [--samples 10000] [--repeats 3] [--threads N]
-(about 2 minutes on one CPU thread at the defaults, almost all in sqrtm; ``--dim 64`` in a
-second, as tests/test_fid.py runs it).
+(about a minute with ``OMP_NUM_THREADS=1`` at the defaults, almost all in sqrtm; ``--dim 64``
+in a second, as tests/test_fid.py runs it).
 """
 
 from __future__ import annotations

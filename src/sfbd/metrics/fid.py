@@ -6,14 +6,14 @@ Fréchet (2-Wasserstein) distance between the two Gaussians::
     FID = ||mu_1 - mu_2||^2 + tr(S_1) + tr(S_2) - 2 tr( (S_1 S_2)^{1/2} ),
 
 with ``mu`` the feature mean and ``S`` the unbiased (``N - 1``) feature covariance. pytorch-fid
-takes the trace term from ``scipy.linalg.sqrtm(S_1 S_2)`` (a Schur decomposition of a
-non-symmetric matrix: 20-40 s at D = 2048); :func:`frechet_distance` computes the same number
-from two symmetric eigenproblems (see there): 7-10 times faster at D = 2048, equal to the
-``sqrtm`` value to about 1e-14 relative for full-rank covariances and 1e-7 for rank-deficient
-ones (fewer images than dimensions, where both carry the round-off of the square roots of ~0
-eigenvalues; ours is the closer to the exact value). Reference statistics are ``.npz`` files
-with arrays ``mu`` ``(D,)`` and ``sigma`` ``(D, D)``, the format of pytorch-fid and EDM
-reference files.
+takes the trace term from ``scipy.linalg.sqrtm(S_1 S_2)``, a Schur decomposition of a
+non-symmetric matrix (13-16 s at D = 2048 on one CPU thread, ~32 s on two busy ones);
+:func:`frechet_distance` computes the same number from a pivoted Cholesky factor and one
+symmetric eigenproblem (see there), 8.8 times faster at D = 2048 on one thread
+(``benchmarks/frechet.py``), and equal to the ``sqrtm`` value to 1e-11 relative or better for
+full-rank covariances and to ~1e-7 for rank-deficient ones (fewer images than dimensions), where
+``sqrtm``'s round-off is that large. Reference statistics are ``.npz`` files with arrays ``mu``
+``(D,)`` and ``sigma`` ``(D, D)``, the format of pytorch-fid and EDM reference files.
 
 The features come from :class:`sfbd.metrics.inception.FIDInceptionV3` (TF FID Inception with
 pytorch-fid's weights, see :func:`sfbd.metrics.inception.load_inception`). Images here are
@@ -162,7 +162,7 @@ def frechet_distance(
         d^2 = \lVert \mu_1 - \mu_2 \rVert^2 + \operatorname{tr} \Sigma_1
             + \operatorname{tr} \Sigma_2 - 2 \operatorname{tr} (\Sigma_1 \Sigma_2)^{1/2}.
 
-    The trace term, pytorch-fid's ``tr sqrtm(sigma1 @ sigma2)``, comes from one symmetric
+    The trace term, pytorch-fid's ``tr sqrtm(sigma1 @ sigma2)``, comes from a symmetric
     eigenproblem instead of a general matrix square root. For any factor
     :math:`\Sigma_1 = F F^T` with :math:`F` of shape ``(D, r)``, :math:`r = \operatorname{rank}
     \Sigma_1`, the ``(r, r)`` matrix :math:`M = F^T \Sigma_2 F` is symmetric positive
