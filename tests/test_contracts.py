@@ -119,6 +119,12 @@ def test_noise_model_contract(name):
     assert not np.array_equal(noise.corrupt(x, index, noise_seed=4), y)
     z = noise.encode(x)  # the model space, and back
     assert np.allclose(noise.decode(z), x, atol=1e-4)
+    levels = noise.white_levels(np.arange(n))  # the model-space noise: white at these levels
+    if levels is not None:
+        resid = noise.encode_noisy(y, np.arange(n)).astype(np.float64) - z
+        ratio = (resid**2).mean() / (levels**2).mean()  # per element, over every row
+        assert levels.shape == (n,) and abs(ratio - 1) < (0.03 if noise.white_is_exact else 0.2)
+        assert abs(np.corrcoef(resid[:, 0], resid[:, 1])[0, 1]) < 0.05  # white: uncorrelated
     # the exact denoiser of the model-space prior (Gaussian: exactly so for linear encodings)
     prior = GaussianDenoiser((3,))
     prior.set_moments(*_moments(torch.as_tensor(z)))

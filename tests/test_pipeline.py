@@ -144,6 +144,21 @@ def test_iterations_can_be_extended_but_other_changes_are_refused(tmp_path):
     assert json.loads((tmp_path / "metrics.json").read_text())["stages"] == redone
 
 
+def test_a_finished_run_is_not_shrunk_by_fewer_iterations(tmp_path):
+    """K=2 rerun with K=1 would leave config.yaml and status at one iteration while
+    metrics.json, the checkpoints and sfbd.load kept stage 2: refused, naming the key."""
+    Run(load_config(overrides=TINY), tmp_path, progress=False).execute()
+    before = (tmp_path / "config.yaml").read_text(), (tmp_path / "metrics.json").read_text()
+    fewer = load_config(overrides=[*TINY, "sfbd.iterations=1"])
+    with pytest.raises(SfbdError, match=r"sfbd.iterations: 2 there, 1 here, .*grow but not shrink"):
+        Run(fewer, tmp_path, progress=False).execute()
+    assert (
+        (tmp_path / "config.yaml").read_text(),
+        (tmp_path / "metrics.json").read_text(),
+    ) == before
+    assert len(Run(fewer, tmp_path, progress=False).execute(force=True)) == 2  # starts over
+
+
 def test_refuses_a_foreign_directory(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(SfbdError, match="not an sfbd run directory"):

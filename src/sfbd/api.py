@@ -39,6 +39,7 @@ from sfbd.noise import Corruption, from_arguments, from_spec
 from sfbd.rng import stream_id
 from sfbd.run.directory import stage_stem
 from sfbd.run.runner import resolve_device
+from sfbd.run.scores import best_stage
 from sfbd.schema import Config
 from sfbd.version import __version__
 
@@ -116,14 +117,16 @@ def run_noise(meta: dict[str, Any]) -> Corruption | None:
     return None
 
 
-def _read_run(rundir: Path) -> tuple[dict, list[int]]:
-    """(config.yaml as a dict, iterations of the finished stages in metrics.json)."""
+def _read_run(rundir: Path) -> tuple[dict, list[dict]]:
+    """(config.yaml as a dict, the finished stages' metrics.json entries)."""
     cfg_path, metrics_path = rundir / "config.yaml", rundir / "metrics.json"
     if not cfg_path.is_file() or not metrics_path.is_file():
         raise SfbdError(f"{rundir} is not a run directory with a finished stage (sfbd run --out)")
     try:
         cfg = yaml.safe_load(cfg_path.read_text())
-        done = [s["iteration"] for s in json.loads(metrics_path.read_text())["stages"]]
+        done = list(json.loads(metrics_path.read_text())["stages"])
+        if not all(isinstance(s, dict) and isinstance(s.get("iteration"), int) for s in done):
+            raise ValueError("a metrics.json entry names no iteration")
         if not isinstance(cfg, dict) or not isinstance(cfg.get("sample"), dict):
             raise ValueError("config.yaml is not a resolved sfbd configuration")
     except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError) as exc:
@@ -136,9 +139,11 @@ def _read_run(rundir: Path) -> tuple[dict, list[int]]:
 
 
 def load(
-    run_dir: str | Path, stage: int | None = None, device: str | torch.device = "auto"
+    run_dir: str | Path, stage: int | str | None = None, device: str | torch.device = "auto"
 ) -> Model:
-    """Load stage ``stage`` (default: the last finished one) of the run in ``run_dir``.
+    """Load stage ``stage`` (default: the last finished one; ``"best"``: the finished stage
+    with the lowest ``val_noisy``, :func:`sfbd.run.scores.best_stage`) of the run in
+    ``run_dir``.
 
     ``run_dir`` is the ``--out`` of ``sfbd run`` (or the ``out`` of
     ``sfbd.Run(cfg, out).execute()``); only finished stages (those in its metrics.json) load.
@@ -149,10 +154,21 @@ def load(
     finished (the message lists the finished ones), a damaged run, CUDA requested but absent.
     """
     rundir = Path(run_dir)
-    raw, done = _read_run(rundir)
+    raw, stages = _read_run(rundir)
+    done = [int(s["iteration"]) for s in stages]
     if not done:
         raise SfbdError(f"{rundir} has no finished stage yet")
-    k = done[-1] if stage is None else _integer(stage, "--stage")
+    if stage == "best":
+        best = best_stage(stages)
+        if best is None:
+            raise SfbdError(
+                f"no finished stage of {rundir} has val_noisy (no held-out noisy set: "
+                "eval.noisy_holdout 0, too few noisy samples, or a noise model without a "
+                "Gaussian model space); give --stage K"
+            )
+        k = best
+    else:
+        k = done[-1] if stage is None else _integer(stage, "--stage")
     if k not in done:
         raise SfbdError(f"stage {k} is not finished in {rundir}; finished stages: {done}")
     try:

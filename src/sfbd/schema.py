@@ -119,6 +119,9 @@ class EvalConfig:
     fd_dinov2: bool = False  # images: FD-DINOv2 per stage, on the same eval.fid_samples images
     fd_dinov2_stats: str | None = None  # .npz (mu, sigma) of DINOv2 reference features
     dinov2: str | None = None  # path of the DINOv2 ViT-L/14 weights (default: cache/download)
+    # fraction of the noisy set held out for val_noisy (never trained on, denoised or banked)
+    noisy_holdout: float = 0.05
+    noisy_holdout_max: int = 2000  # at most this many held-out noisy samples
 
 
 #: section name -> its class, extended by every registered plug-in's keys (:func:`add_keys`)

@@ -108,6 +108,12 @@ def validate(cfg: Config) -> None:
     _check(cfg.sfbd.iterations >= 0, "sfbd.iterations must be >= 0")
     _check_online(cfg)
     _check(cfg.eval.num_samples >= 2, "eval.num_samples must be >= 2")
+    _check(
+        0 <= cfg.eval.noisy_holdout < 1,
+        f"eval.noisy_holdout must be in [0, 1) (a fraction of the noisy set), got "
+        f"{cfg.eval.noisy_holdout}",
+    )
+    _check(cfg.eval.noisy_holdout_max >= 0, "eval.noisy_holdout_max must be >= 0")
     _check(cfg.eval.swd_projections >= 1, "eval.swd_projections must be >= 1")
     _check(
         re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device) is not None,

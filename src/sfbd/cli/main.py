@@ -241,6 +241,19 @@ def _add_feature_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dinov2", help="DINOv2 ViT-L/14 weights file (default: cache/download)")
 
 
+STAGE_HELP = "stage/iteration K, or best (lowest val_noisy) (default: the last finished)"
+
+
+def _stage(text: str) -> int | str:
+    """--stage: an integer K, or 'best'."""
+    if text == "best":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer K or best, got {text!r}") from None
+
+
 def _add_denoise(sub: argparse._SubParsersAction) -> None:
     """``sfbd denoise``; its noise flags are every noise model's ``arguments``."""
     n = sub.add_parser("denoise", help="posterior samples of the clean data behind noisy inputs")
@@ -249,7 +262,7 @@ def _add_denoise(sub: argparse._SubParsersAction) -> None:
     for name, text in noise_arguments().items():
         n.add_argument(flag(name), dest=name, help=text)
     n.add_argument("--out", required=True, help="output .npy, in input order")
-    n.add_argument("--stage", type=int, help="stage/iteration K (default: last finished)")
+    n.add_argument("--stage", type=_stage, help=STAGE_HELP)
     n.add_argument("--seed", type=int, help="seed (default: the run's)")
     n.add_argument(
         "--sampler",
@@ -303,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--run", required=True, help="run directory")
     s.add_argument("--n", type=int, required=True, help="number of samples")
     s.add_argument("--out", required=True, help="output .npy (data's own shape and scale)")
-    s.add_argument("--stage", type=int, help="stage/iteration K (default: last finished)")
+    s.add_argument("--stage", type=_stage, help=STAGE_HELP)
     s.add_argument("--seed", type=int, help="seed (default: the run's)")
     s.add_argument("--steps", type=int, help="Heun steps of the schedule (default: the run's)")
     s.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")

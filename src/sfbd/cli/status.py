@@ -28,6 +28,7 @@ from sfbd.nets import describe_config as describe_network
 from sfbd.noise import describe_config
 from sfbd.run.directory import denoised_dir, stage_stem, step_stem
 from sfbd.run.runner import plan
+from sfbd.run.scores import best_stage
 
 __all__ = ["format_status", "run_status"]
 
@@ -133,7 +134,8 @@ def run_status(run_dir: str | Path, *, verify: bool = False) -> dict[str, Any]:
     """The state of the run in ``run_dir`` as a JSON-ready dict.
 
     Keys: ``run``, ``method``, ``noise`` and ``network`` (each described by its plug-in),
-    ``finished``, ``stages`` (one dict per planned stage with
+    ``finished``, ``best_stage`` (the finished stage with the lowest ``val_noisy``, or None),
+    ``stages`` (one dict per planned stage with
     ``iteration``, ``name``, ``steps``, ``state`` in done | evaluating | training | denoising |
     next (nothing of it written yet) | pending, and as known ``seconds``, ``metrics``,
     ``trained_steps``, ``checkpoint_step``, ``denoised``/``shards``/``noisy``),
@@ -211,6 +213,7 @@ def run_status(run_dir: str | Path, *, verify: bool = False) -> dict[str, Any]:
         "noise": describe_config(cfg),
         "network": describe_network(cfg, shape),
         "finished": finished,
+        "best_stage": best_stage(done),
         "stages": rows,
         "steps_per_second": rate,
         "eta_seconds": eta,
@@ -250,7 +253,8 @@ def format_status(status: dict[str, Any]) -> str:
             shown = ", ".join(f"{k} {v:.4g}" for k, v in m.items() if isinstance(v, (int, float)))
             secs = r.get("seconds")
             took = f" in {_duration(secs)}" if secs is not None else ""
-            lines.append(f"{head}done{took}: {shown}")
+            best = " (best: lowest val_noisy)" if r["iteration"] == status.get("best_stage") else ""
+            lines.append(f"{head}done{took}{best}: {shown}")
         elif state == "training":
             ck = r.get("checkpoint_step")
             saved = f" (step checkpoint at {ck})" if ck else ""

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sfbd.data.benchmark import split_benchmark
+from sfbd.data.holdout import hold_out_noisy
 from sfbd.data.problem import Problem, at_least_two, check_shape
 from sfbd.data.sources import BUILTINS, builtin, load_array
 from sfbd.errors import DataError
@@ -51,7 +52,9 @@ def load_problem(cfg: Config, *, pretrain: bool | None = None) -> Problem:
     ``pretrain``: whether the run reads ``data.pretrain``, as its method decides
     (:meth:`~sfbd.methods.base.Method.uses_pretrain`); None: whenever it is set.
 
-    Every input is read and checked here, before a run writes anything: readable, finite,
+    The held-out noisy samples (``eval.noisy_holdout``) are then moved out of the training
+    set (:func:`sfbd.data.holdout.hold_out_noisy`). Every input is read and checked here,
+    before a run writes anything: readable, finite,
     non-empty, one per-sample shape for noisy, clean, pretrain and reference samples, and at
     least 2 clean, pretrain and reference samples where they are given.
     """
@@ -113,4 +116,4 @@ def load_problem(cfg: Config, *, pretrain: bool | None = None) -> Problem:
     if reference is not None:
         check_shape("eval.reference", reference, prob.shape, "training")
         prob.reference = reference
-    return prob
+    return hold_out_noisy(prob, cfg)

@@ -30,6 +30,16 @@ from sfbd.io.arrays import SampleArray, Samples
 from sfbd.noise import Corruption
 
 
+@dataclass(frozen=True)
+class NoisyHoldout:
+    """Noisy samples held out of training, for ``val_noisy`` (:mod:`sfbd.metrics.ambient`)."""
+
+    noisy: SampleArray  # (H, *) in the model space, white noise at ``levels``
+    levels: np.ndarray  # (H,) their white noise levels in the model space
+    index: np.ndarray  # (H,) their rows in the whole noisy set (keys of the extra noise)
+    truth: SampleArray | None = None  # (H, *) their clean originals (data space; benchmark)
+
+
 @dataclass
 class Problem:
     """Arrays of one run, float32, shapes (N, *) with the same sample shape.
@@ -47,6 +57,7 @@ class Problem:
     noisy_truth: SampleArray | None = None  # clean originals of the noisy samples (data space)
     scale: str = "float"  # 'uint8' or 'float': the data's own scale, for outputs
     pretrain: SampleArray | None = None  # clean samples of a similar distribution
+    holdout: NoisyHoldout | None = None  # noisy samples kept out of training (val_noisy)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -77,6 +88,8 @@ class Problem:
             parts.append(f"pretrain {len(self.pretrain)}")
         if self.reference is not None:
             parts.append(f"reference {len(self.reference)}")
+        if self.holdout is not None:
+            parts.append(f"held-out noisy {len(self.holdout.noisy)}")
         return f"samples of shape {self.shape}: " + ", ".join(parts)
 
 

@@ -35,7 +35,8 @@ def sources_key(cfg: Config) -> dict[str, Any]:
         if isinstance(value, str) and value not in BUILTINS and Path(value).expanduser().exists():
             files[name] = cache.file_key(value)
     d.pop("cache_dir", None)  # where caches live does not change what they hold
-    return {"data": d, "files": files, "method": cfg.method}
+    held = [cfg.eval.noisy_holdout, cfg.eval.noisy_holdout_max]  # which rows are stored
+    return {"data": d, "files": files, "method": cfg.method, "noisy_holdout": held}
 
 
 def _stored_paths(folder: Path, name: str) -> tuple[Path, Path]:

@@ -189,6 +189,16 @@ class Corruption(ABC):
     def describe(self) -> str:
         """A few words for messages and figure titles, e.g. 'sigma 0.35'."""
 
+    def white_levels(self, index: np.ndarray) -> np.ndarray | None:
+        """The level of the white Gaussian noise of each noisy row ``index`` in the model
+        space, float64 (len(index),): encoded noisy sample i is z_i + tau_i * eps_i there. None
+        for a model with no Gaussian model space (what the ambient loss and ``val_noisy``
+        need; default: None)."""
+        return None
+
+    #: whether :meth:`white_levels` is exact (False: an approximation, photon noise's)
+    white_is_exact: ClassVar[bool] = True
+
     def subset(self, rows: np.ndarray) -> Corruption:
         """The noise model of the noisy samples ``rows`` alone, renumbered 0..len(rows)-1
         (default: the same model; per-sample levels are taken along)."""
@@ -209,6 +219,9 @@ class WhiteInModelSpace(Corruption):
     @abstractmethod
     def tau(self) -> float:
         """The white noise level in model space."""
+
+    def white_levels(self, index: np.ndarray) -> np.ndarray:
+        return np.full(len(index), float(self.tau))
 
     def backward(
         self,

@@ -226,6 +226,9 @@ class PerSampleGaussian(Corruption):
         lo, hi = float(self.sigma.min()), float(self.sigma.max())
         return f"sigma {lo:.3g}..{hi:.3g} per sample"
 
+    def white_levels(self, index: np.ndarray) -> np.ndarray:
+        return self._levels(np.asarray(index, dtype=np.int64)).astype(np.float64)
+
     def subset(self, rows: np.ndarray) -> PerSampleGaussian:
         return PerSampleGaussian(self.sigma[np.asarray(rows, dtype=np.int64)], self.source)
 

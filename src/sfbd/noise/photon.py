@@ -53,6 +53,7 @@ class PoissonGaussian(WhiteInModelSpace):
 
     name = "poisson-gaussian"
     Keys = PhotonKeys
+    white_is_exact = False  # the Anscombe transform makes the noise only roughly Gaussian
 
     @classmethod
     def claims(cls, data: DataConfig) -> list[str]:

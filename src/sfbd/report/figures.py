@@ -319,8 +319,10 @@ def metrics_png(
     keys: Sequence[str] | None = None,
     baselines: Mapping[str, Mapping[str, float]] | None = None,
     label: str = "SFBD",
+    best: int | None = None,
 ) -> None:
-    """Plot metric-vs-iteration curves, one subplot per metric (the run's curve is ``label``).
+    """Plot metric-vs-iteration curves, one subplot per metric (the run's curve is ``label``);
+    ``best``: the iteration marked on every subplot as the best stage (a dotted line).
 
     Args:
         path: output file.
@@ -379,12 +381,14 @@ def metrics_png(
             )
         if ys and min(ys) > 0 and max(ys) / min(ys) > 20:
             ax.set_yscale("log")
+        if best is not None:
+            ax.axvline(best, linestyle=":", linewidth=1.2, color="0.3", label=f"best ({best})")
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("iteration", fontsize=9)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.tick_params(labelsize=8)
         ax.grid(True, alpha=0.3)
-        if ax.get_legend_handles_labels()[0] and baselines:
+        if ax.get_legend_handles_labels()[0] and (baselines or best is not None):
             ax.legend(fontsize=7)
     fig.tight_layout()
     save_figure(path, fig)

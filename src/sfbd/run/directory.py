@@ -15,6 +15,7 @@ import json
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -96,8 +97,16 @@ class RunDirectory:
         saved = self.out / "config.yaml"
         if not saved.is_file():
             return None
-        diff = sorted(_diff_keys(_resolved(yaml.safe_load(saved.read_text())), to_dict(cfg)))
-        return [] if diff and set(diff) <= set(growable) else diff
+        old = _resolved(yaml.safe_load(saved.read_text()))
+        new = to_dict(cfg)
+        diff = sorted(_diff_keys(old, new))
+        if not diff or not set(diff) <= set(growable):
+            return diff
+        # a growable key grows a run (more stages); shrunk, the run would record fewer
+        # stages than metrics.json and the checkpoints hold: refused, naming the values
+        shrunk = [k for k in diff if _value(new, k) < _value(old, k)]
+        return [f"{k}: {_value(old, k)} there, {_value(new, k)} here, and a finished run "
+                "can grow but not shrink" for k in shrunk]  # fmt: skip
 
     def check(
         self, cfg: Config, growable: Sequence[str], force: bool, before_clear: Callable[[], None]
@@ -195,6 +204,13 @@ class RunDirectory:
 
 
 _ABSENT = object()
+
+
+def _value(tree: object, key: str) -> Any:
+    """The value of dotted ``key`` in a nested dict (a growable key is a number)."""
+    for part in key.split("."):
+        tree = tree[part] if isinstance(tree, dict) else None
+    return tree
 
 
 def _resolved(saved: object) -> object:

@@ -28,6 +28,7 @@ from sfbd.run import state as run_state
 from sfbd.run.denoise import ShardedDenoiser
 from sfbd.run.evaluate import FrechetMetrics, distances, frechet_requested, generate_eval
 from sfbd.run.pictures import stage_picture
+from sfbd.run.scores import StageScores
 from sfbd.runtime import distributed, fast
 from sfbd.runtime.interrupt import StopFlag
 from sfbd.train.augment import Augment
@@ -119,6 +120,7 @@ class Execution:
             stop_requested=self.stop_requested,
         )
         self.state = run_state.build_state(run.cfg, prob.shape, run.device, run.fast)
+        self.scores = StageScores(run.cfg, prob, run.grid, run.device) if run.main else None
         self.carry: dict[str, torch.Tensor] = {}  # the last stage's training-set state
         if n_done > 0:
             stem = run.checkpoint_stem(run.stages[n_done - 1].iteration)
@@ -170,6 +172,9 @@ class Execution:
             return None  # rank 0 evaluates, writes and records the stage
         save_npy(run.dir.samples(k), samples[:SAVED_SAMPLES])
         metrics = distances(prob, samples, denoised, self.cfg)
+        assert self.scores is not None  # rank 0's
+        with fast.autocast(self.device, run.fast.bf16):
+            metrics.update(self.scores(state.ema, samples))  # val_noisy, copy_rate, ...
         metrics.update(frechet)  # fid, fd_dinov2
         if loss is not None and loss == loss:  # not NaN (the analytic model has no loss)
             metrics["train_loss"] = loss
@@ -178,6 +183,8 @@ class Execution:
         if nfe:
             metrics["denoise_nfe"] = nfe
         stage_picture(run.out, stage, prob, samples, denoised, self.runlog)
+        title = f"stage {k} ({stage.name}): generated beside the nearest clean sample"
+        self.scores.picture(run.out / "samples" / f"nearest-{k:02d}.png", samples, title)
         files = [run.checkpoint_stem(k).with_suffix(x) for x in (".safetensors", ".json")]
         files.append(run.dir.samples(k))
         if stage.denoises:

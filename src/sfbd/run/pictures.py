@@ -10,6 +10,7 @@ from sfbd import report
 from sfbd.data.problem import Problem
 from sfbd.io.runlog import RunLog
 from sfbd.methods.base import Stage
+from sfbd.run.scores import best_stage
 
 
 def stage_picture(
@@ -44,8 +45,9 @@ def stage_picture(
 
 
 def run_plots(out: Path, prob: Problem, done: list[dict], label: str) -> None:
-    """metrics.png (metric curves over stages) and stages.png (every stage's samples)."""
-    report.metrics_png(out / "metrics.png", done, label=label)
+    """metrics.png (metric curves over stages, the best stage by val_noisy marked) and
+    stages.png (every stage's samples)."""
+    report.metrics_png(out / "metrics.png", done, label=label, best=best_stage(done))
     panels = []
     for entry in done:
         k = entry["iteration"]
