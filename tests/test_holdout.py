@@ -75,7 +75,8 @@ def test_holding_out_everything_is_refused() -> None:
 
 @pytest.mark.parametrize("method", ["sfbd", "online-sfbd"])
 def test_held_out_samples_are_never_denoised_or_banked(tmp_path, method) -> None:
-    sets = [*RING8_TINY, "train.pretrain_steps=20", "train.update_steps=10", f"method={method}"]
+    sets = [*RING8_TINY, "eval.noisy_holdout=0.05", "train.pretrain_steps=20"]
+    sets += ["train.update_steps=10", f"method={method}"]
     sets += ["sfbd.iterations=1", "eval.num_samples=100", "sample.steps=8", "device=cpu"]
     sets += ["online.refresh_every=5", "train.batch_size=32"]
     done = sfbd_run(tmp_path, sets)

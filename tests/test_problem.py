@@ -8,7 +8,10 @@ from sfbd.noise import WhiteGaussian
 
 
 def _cfg(*extra):
-    return load_config(overrides=["data.source=ring8", "data.num_samples=2000", *extra])
+    """ring8 with no held-out noisy set: these tests pin the whole noisy set's sizes and
+    rows (test_holdout.py tests the held-out set)."""
+    base = ["data.source=ring8", "data.num_samples=2000", "eval.noisy_holdout=0"]
+    return load_config(overrides=[*base, *extra])
 
 
 def test_benchmark_split_sizes_and_disjointness():
@@ -106,7 +109,7 @@ def test_pretrain_file_in_user_mode(tmp_path):
     rng = np.random.default_rng(0)
     np.save(tmp_path / "noisy.npy", rng.standard_normal((30, 3)).astype(np.float32))
     np.save(tmp_path / "pre.npy", rng.standard_normal((12, 3)))
-    base = [f"data.noisy={tmp_path / 'noisy.npy'}", "data.sigma=0.5"]
+    base = [f"data.noisy={tmp_path / 'noisy.npy'}", "data.sigma=0.5", "eval.noisy_holdout=0"]
     p = load_problem(load_config(overrides=[*base, f"data.pretrain={tmp_path / 'pre.npy'}"]))
     assert p.clean.shape == (0, 3) and p.pretrain.shape == (12, 3) and p.shape == (3,)
     assert p.summary() == "samples of shape (3,): clean 0, noisy 30 at sigma 0.5, pretrain 12"
@@ -234,6 +237,7 @@ def test_a_user_npy_is_used_in_place_and_a_float64_one_converted_per_read(tmp_pa
                 f"data.noisy={tmp_path / name}.npy",
                 f"data.clean={tmp_path}/c.npy",
                 "data.sigma=0.3",
+                "eval.noisy_holdout=0",  # the whole file, in place
             ]
         )
         p = load_problem(cfg)

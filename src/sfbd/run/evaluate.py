@@ -92,9 +92,11 @@ def fid_reference_images(prob: Problem) -> SampleArray | None:
     batch by batch)."""
     if prob.reference is not None:
         return prob.reference
-    if prob.noisy_truth is not None:
-        clean = prob.decoded(prob.clean)
-        return Stacked([clean, prob.noisy_truth]) if len(clean) else prob.noisy_truth
+    if prob.noisy_truth is not None:  # every clean original: held-out noisy samples' too
+        held = prob.holdout.truth if prob.holdout is not None else None
+        parts = [prob.decoded(prob.clean), prob.noisy_truth, held]
+        parts = [p for p in parts if p is not None and len(p)]
+        return parts[0] if len(parts) == 1 else Stacked(parts)
     return None
 
 
