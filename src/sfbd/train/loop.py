@@ -254,6 +254,18 @@ def _step_loss(
     return loss
 
 
+def _loss(
+    loss_fn: AmbientLoss | None, augment: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None
+) -> AmbientLoss:
+    """The stage's loss: ``loss_fn``, else EDM's with ``augment`` (the ambient loss on noisy
+    rows, :class:`AmbientLoss`)."""
+    if loss_fn is None:
+        return AmbientLoss(augment=augment)
+    if augment is not None:
+        raise ValueError("give the augmentation to loss_fn, not to train_stage as well")
+    return loss_fn
+
+
 def train_stage(
     state: TrainState,
     data: TrainingSet | torch.Tensor,
@@ -265,6 +277,7 @@ def train_stage(
     resume: StageProgress | None = None,
     checkpoint: Callable[[StageProgress], None] | None = None,
     stop: StopFlag = NEVER,
+    loss_fn: AmbientLoss | None = None,
 ) -> float:
     """Train ``state`` in place on ``data`` for ``settings.steps`` steps, averaging its weights
     into ``state.ema`` by ``ema``; returns the mean loss of the last 10% of steps (NaN for a
@@ -276,9 +289,11 @@ def train_stage(
     steps. ``resume`` continues a stage from a step checkpoint (``state`` and ``data`` already
     restored from it); ``checkpoint(progress)`` is called every ``settings.checkpoint_every``
     steps and, before :class:`~sfbd.runtime.interrupt.Interrupted` is raised, when ``stop`` is
-    set. With ``settings.loss_reduction`` 'sum' the gradients are those of the loss summed over
-    a sample's D elements (EDM's reduction, which Adam's eps notices); the returned and logged
-    losses are per-element means either way.
+    set. ``loss_fn`` replaces the default loss ``AmbientLoss(augment=augment)`` (EDM's on
+    clean rows), e.g. with another weighting of noisy rows. With ``settings.loss_reduction``
+    'sum' the gradients are those of the loss summed over a sample's D elements (EDM's
+    reduction, which Adam's eps notices); the returned and logged losses are per-element means
+    either way.
     """
     s = settings
     tset = data if isinstance(data, TrainingSet) else ArrayTrainingSet(data)
@@ -293,7 +308,7 @@ def train_stage(
     gen = torch.Generator(device=device)
     pr = resume if resume is not None else StageProgress()
     _seed_generators(gen, pr, device, s.seed)
-    loss_fn = AmbientLoss(augment=augment)  # EDM's loss, and the ambient one for noisy rows
+    loss_fn = _loss(loss_fn, augment)
     params = [p for p in state.model.parameters() if p.requires_grad]
     fused = fast.is_fused(state.optimizer)
     t = _Tally.start(pr, device, s.steps, s.tail, s.log_every)
