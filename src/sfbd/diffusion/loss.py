@@ -121,7 +121,8 @@ class AmbientLoss(EDMLoss):
     (lambda EDM's weight; subtracting C, which has no gradient, makes its expectation the clean
     loss at that sigma times the extra weight). ``temper`` p = 0 gives noisy rows the clean
     loss's gradient in expectation (Ambient-o's weighting), but the variance of eta, and so of
-    the gradient, grows as 1 / (sigma - tau) near the truncation; p >= 1/2 bounds it.
+    the gradient, grows as 1 / (sigma - tau) near the truncation; p >= 1/2 bounds it. The
+    default p = 1 (:data:`AMBIENT_TEMPER`) was measured against p = 0, 1/2, 2 (docs/methods.md).
 
     Noise levels: clean rows (tau = 0) draw EDM's ln(sigma) = P_mean + P_std z; a noisy row
     draws EDM's log-normal conditioned on sigma >= tau, by the inverse CDF from the same
