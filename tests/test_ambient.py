@@ -99,6 +99,18 @@ def test_coloured_noise_trains_at_its_model_space_level(tmp_path):
     assert (levels[45:] == tau).all() and tau > 0
 
 
+def test_photon_noise_trains_at_its_anscombe_space_level():
+    sets = ["data.source=digits", "data.sigma=null", "data.noise=poisson-gaussian"]
+    cfg = load_config(overrides=[*sets, "data.gain=0.05", "method=ambient", "device=cpu"])
+    ctx = _Ctx(cfg)
+    tset, corruption = ambient_set(ctx), ctx.prob.corruption
+    m, n = len(ctx.prob.clean), len(ctx.prob.noisy)
+    assert not corruption.white_is_exact  # the Anscombe transform's level is approximate
+    assert (tset.levels[:m] == 0).all()
+    assert np.array_equal(tset.levels[m:].numpy(), corruption.white_levels(np.arange(n)))
+    assert (tset.levels[m:] > 0).all()
+
+
 # -- configuration checks -------------------------------------------------------------------
 @pytest.mark.parametrize(
     "sets,match",
