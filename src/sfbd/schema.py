@@ -94,9 +94,9 @@ class FastConfig:
 @dataclass
 class SfbdConfig:
     iterations: int = 3  # K: rounds of backward sampling + denoiser update
-    # stage 0 of sfbd and online-sfbd: clean (the clean set, with data.pretrain) | ambient
-    # (clean and noisy samples, the noisy ones by the ambient loss; docs/methods.md)
-    pretrain: str = "clean"
+    pretrain: str = "clean"  # stage 0 of sfbd / online-sfbd: clean (the clean set, with
+    #                          data.pretrain) | ambient (clean and noisy samples, the noisy ones
+    #                          by the ambient loss; docs/methods.md)
 
 
 @dataclass

@@ -49,4 +49,4 @@ class Ambient(Method):
 
     @classmethod
     def validate_config(cls, cfg: Config) -> None:
-        check_ambient(cfg, f"method={cls.name}")
+        check_ambient(cfg, f"method={cls.name}", "choose another method")

@@ -166,28 +166,28 @@ def ambient_set(ctx: StageContext) -> TrainingSet:
     return IndexedTrainingSet(stacked(clean, prob.noisy), ctx.device, levels=rows)
 
 
-def check_ambient(cfg: Config, what: str) -> None:
+def check_ambient(cfg: Config, what: str, fix: str) -> None:
     """What training on the ambient mixture needs (``what``: the key that asks for it, e.g.
-    'sfbd.pretrain=ambient'): no augmentation (EDM's scaling and translation would colour the
-    noisy rows' noise), a network trained by gradient steps, a noise model with white levels
-    in its model space."""
+    'sfbd.pretrain=ambient'; ``fix``: how to do without it): no augmentation (EDM's scaling and
+    translation would colour the noisy rows' noise), a network trained by gradient steps, a
+    noise model with white levels in its model space."""
     from sfbd.nets import NETWORKS
     from sfbd.noise import NOISE_MODELS
     from sfbd.noise.base import Corruption
 
     if cfg.train.augment > 0:
         raise ConfigError(
-            f"{what} takes no train.augment: augmenting noisy rows would colour their noise "
-            "(set train.augment=0)"
+            f"{what} takes no train.augment: augmenting noisy rows would colour their noise; "
+            f"set train.augment=0 or {fix}"
         )
     kind = cfg.model.kind
     if kind in NETWORKS and callable(getattr(NETWORKS[kind].cls, "fit", None)):
         raise ConfigError(
             f"{what} trains a network by gradient steps, but model.kind={kind} is fitted in "
-            "closed form to clean samples; choose a trained network"
+            f"closed form to clean samples; choose a trained network or {fix}"
         )
     if NOISE_MODELS[cfg.data.noise].white_levels is Corruption.white_levels:  # returns None
         raise ConfigError(
             f"{what} needs noise that is white Gaussian in the model space; data.noise="
-            f"{cfg.data.noise} has no such levels (use another method)"
+            f"{cfg.data.noise} has no such levels: {fix}"
         )

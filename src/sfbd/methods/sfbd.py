@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from sfbd.errors import ConfigError
 from sfbd.methods.base import (
     AMBIENT,
+    CLEAN,
     METHODS,
     PRETRAIN_CHOICES,
     Method,
@@ -62,7 +63,7 @@ class SFBD(Method):
     @classmethod
     def validate_config(cls, cfg: Config) -> None:
         if cfg.sfbd.pretrain == AMBIENT:
-            check_ambient(cfg, f"sfbd.pretrain={AMBIENT}")
+            check_ambient(cfg, f"sfbd.pretrain={AMBIENT}", f"set sfbd.pretrain={CLEAN}")
 
 
 def _rounds(cfg: Config) -> range:
