@@ -107,6 +107,12 @@ def test_quality_writes_committed_results_only_for_the_full_suite(
         ),
         ("soak", "SOAK.md", ["--minutes", "1"], "runs/soak/SOAK.md"),
         ("soak", "SOAK.md", ["--seed", "3"], "runs/soak/SOAK.md"),
+        (
+            "ambient_weighting",
+            "AMBIENT_WEIGHTING.md",
+            ["--seeds", "1"],
+            "runs/ambient_weighting/AMBIENT_WEIGHTING.md",
+        ),
     ],
 )
 def test_scripts_write_committed_results_only_for_a_full_run(
@@ -132,6 +138,7 @@ SCRIPTS = {
     "BF16_SAMPLING.md": "bf16_sampling.py",
     "SOAK.md": "soak.py",
     "MEMORY.md": "memory.py",
+    "AMBIENT_WEIGHTING.md": "ambient_weighting.py",
 }
 
 

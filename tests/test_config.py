@@ -232,7 +232,8 @@ def test_fast_switches_accept_on_off_auto_and_booleans():
         ("train.loss_reduction=median", "train.loss_reduction must be mean or sum"),
         (
             "method=online",
-            "method must be one of sfbd, online-sfbd, clean-only, noisy-only, oracle; got 'online'",
+            "method must be one of sfbd, online-sfbd, clean-only, noisy-only, oracle, ambient; "
+            "got 'online'",
         ),
     ],
 )

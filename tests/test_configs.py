@@ -16,7 +16,10 @@ from sfbd.run.runner import Run
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 TEMPLATE = ROOT / "configs" / "user-files.yaml"
-PAPER = [ROOT / "configs" / n for n in ("cifar10-4pct.yaml", "cifar10-10pct.yaml", "celeba64.yaml")]
+PAPER = [
+    ROOT / "configs" / n
+    for n in ("cifar10-4pct.yaml", "cifar10-10pct.yaml", "celeba64.yaml", "cifar10-ambient.yaml")
+]
 PRESETS = [p for p in CONFIGS if p != TEMPLATE and p not in PAPER]  # CPU presets
 
 
@@ -74,6 +77,13 @@ def test_paper_presets_dry_run(capsys):
     assert (c["train"]["batch_size"], c["train"]["lr"], c["model"]["dropout"]) == (512, 1e-3, 0.13)
     assert (c["sample"]["steps"], c["train"]["augment"], c["data"]["sigma"]) == (18, 0.12, 0.5853)
     assert results["cifar10-10pct.yaml"]["config"]["data"]["clean_fraction"] == 0.1
+    amb = results["cifar10-ambient.yaml"]  # Daras et al.'s setting: tau 0.2, 10% clean
+    ca = amb["config"]
+    assert (ca["method"], ca["data"]["sigma"]) == ("ambient", 0.2)
+    assert ca["data"]["clean_fraction"] == 0.1
+    assert amb["model"]["parameters"] == 55_733_891 - 9 * 128  # DDPM++ without augment labels
+    assert ca["train"]["augment"] == 0 and ca["model"] == c["model"]  # cifar10-4pct's network
+    assert [s["steps"] for s in amb["stages"]] == [200_000]  # cifar10-10pct's whole budget
     celeba = results["celeba64.yaml"]
     cc = celeba["config"]
     assert celeba["data_shape"] == [3, 64, 64]

@@ -1,6 +1,7 @@
 import copy
 import math
 
+import numpy as np
 import pytest
 import torch
 from train_helpers import train_kw
@@ -9,6 +10,7 @@ from sfbd.errors import SfbdError
 from sfbd.nets import build_denoiser
 from sfbd.nets.gaussian import GaussianDenoiser
 from sfbd.runtime.interrupt import Interrupted, StopFlag
+from sfbd.train.data import IndexedTrainingSet
 from sfbd.train.ema import EMA
 from sfbd.train.loop import TrainState, make_optimizer, train_stage
 from sfbd.train.settings import TrainSettings
@@ -299,3 +301,68 @@ def test_sum_reduction_is_the_mean_loss_with_adams_eps_divided_by_the_sample_siz
     assert (total - scaled).norm() < 1e-3 * change  # the same optimisation, up to rounding
     assert (total - mean).norm() > 1e-2 * change  # and not the mean's
     assert math.isfinite(loss_sum) and math.isfinite(loss_mean)  # both per-element means
+
+
+# -- the ambient mixture: rows with white noise levels ------------------------------------
+def _mixture(levels_of_noisy: float | None, n_clean: int = 60, n_noisy: int = 240):
+    """A clean part and a noisy part (y = x + 0.3 eps) drawn as one set; the noisy rows'
+    levels ``levels_of_noisy`` (None: no levels, every row taken as clean)."""
+    g = torch.Generator().manual_seed(8)
+    x = 0.5 * torch.randn(n_clean + n_noisy, 2, generator=g)
+    x[n_clean:] += 0.3 * torch.randn(n_noisy, 2, generator=g)
+    levels = None
+    if levels_of_noisy is not None:
+        levels = np.concatenate([np.zeros(n_clean), np.full(n_noisy, levels_of_noisy)])
+    return IndexedTrainingSet(x.numpy(), torch.device("cpu"), levels=levels)
+
+
+def _params(s: TrainState) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in (*s.model.parameters(), *s.ema.parameters())]
+
+
+def test_noisy_rows_at_vanishing_levels_train_as_clean_rows():
+    """tau = 0 everywhere: the ambient path is EDM's, bit for bit; tau -> 0 (1e-12): the same
+    weights to float tolerance; tau = 0.3: different training."""
+    kw = {**KW, "batch_size": 32, "seed": 6, "steps": 40}
+    runs = {}
+    for name, lv in {"plain": None, "zero": 0.0, "tiny": 1e-12, "noisy": 0.3}.items():
+        s = _state()
+        runs[name] = (train_kw(s, _mixture(lv), **kw), _params(s))
+    assert runs["zero"][0] == runs["plain"][0]
+    assert all(torch.equal(a, b) for a, b in zip(runs["zero"][1], runs["plain"][1], strict=True))
+    assert runs["tiny"][0] == pytest.approx(runs["plain"][0], rel=1e-5)
+    for a, b in zip(runs["tiny"][1], runs["plain"][1], strict=True):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4), (a - b).abs().max()
+    pairs = zip(runs["noisy"][1], runs["plain"][1], strict=True)
+    assert max((a - b).abs().max() for a, b in pairs) > 1e-3
+
+
+def _ddp_ambient(rank, world, out):
+    from torch.nn.parallel import DistributedDataParallel
+
+    s = _state()
+    s.forward = DistributedDataParallel(s.model)
+    loss = train_kw(s, _mixture(0.3), steps=25, **{**KW, "batch_size": 16, "seed": 4})
+    if rank == 0:
+        torch.save({"loss": loss, "params": [p.detach() for p in s.model.parameters()]}, out)
+
+
+def test_ddp_ambient_mixture_equals_one_process(tmp_path):
+    """Every rank draws the global batch's levels: two processes train as one."""
+    from ddp_helpers import run_ranks
+
+    single = _state()
+    loss = train_kw(single, _mixture(0.3), steps=25, **{**KW, "batch_size": 16, "seed": 4})
+    run_ranks(2, _ddp_ambient, tmp_path / "ddp.pt")
+    got = torch.load(tmp_path / "ddp.pt")
+    assert abs(got["loss"] - loss) < 1e-5 * max(1.0, abs(loss))
+    for a, b in zip(single.model.parameters(), got["params"], strict=True):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-5), (a - b).abs().max()
+
+
+def test_the_analytic_model_refuses_noisy_rows():
+    m = GaussianDenoiser((2,))
+    s = TrainState(m, GaussianDenoiser((2,)), make_optimizer(m, 1e-3))
+    settings = TrainSettings(steps=1, batch_size=1, lr=1.0, seed=0, progress=False)
+    with pytest.raises(SfbdError, match="noisy rows"):
+        train_stage(s, _mixture(0.3), settings, EMA(0.1))

@@ -94,6 +94,9 @@ class FastConfig:
 @dataclass
 class SfbdConfig:
     iterations: int = 3  # K: rounds of backward sampling + denoiser update
+    pretrain: str = "clean"  # stage 0 of sfbd / online-sfbd: clean (the clean set, with
+    #                          data.pretrain) | ambient (clean and noisy samples, the noisy ones
+    #                          by the ambient loss; docs/methods.md)
 
 
 @dataclass
@@ -170,7 +173,7 @@ def _default(f: object) -> object:
 
 @dataclass
 class Config:
-    method: str = "sfbd"  # sfbd | online-sfbd | clean-only | noisy-only | oracle
+    method: str = "sfbd"  # sfbd | online-sfbd | clean-only | noisy-only | oracle | ambient
     seed: int = 0  # global seed: same seed, same machine -> same result
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     # plug-ins outside sfbd: .py files or module names imported before the configuration is

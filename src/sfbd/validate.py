@@ -121,6 +121,9 @@ def validate(cfg: Config) -> None:
     )
     if cfg.data.pretrain is not None:
         _check_pretrain(cfg)
+    for _, method in METHODS.items():  # every method's own keys (sfbd.pretrain), then the
+        method.check_keys(cfg)  #         chosen method's needs
+    METHODS[cfg.method].validate_config(cfg)
 
 
 def _check_mode(cfg: Config, method: Any) -> None:

@@ -5,12 +5,13 @@ and (B,). Samplers are plain functions over (denoiser, x, sigmas); "start at tau
 the schedule (:func:`truncate_sigmas`).
 """
 
-from sfbd.diffusion.loss import EDMLoss
+from sfbd.diffusion.loss import AmbientLoss, EDMLoss
 from sfbd.diffusion.precond import Denoiser, EDMDenoiser
 from sfbd.diffusion.sample import backward_sample, heun_sampler, sample_from_noise, sde_sampler
 from sfbd.diffusion.schedule import edm_sigmas, truncate_sigmas
 
 __all__ = [
+    "AmbientLoss",
     "Denoiser",
     "EDMDenoiser",
     "EDMLoss",

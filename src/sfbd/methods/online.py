@@ -1,7 +1,8 @@
 """Online SFBD (Lu, Wu, Yu, "SFBD Flow", arXiv 2506.02371): one continuous training phase
 that keeps refreshing a bank of denoised samples with the latest weights.
 
-* Stage 0 pretrains on the clean set, as SFBD's stage 0.
+* Stage 0 pretrains on the clean set, as SFBD's stage 0 (``sfbd.pretrain: ambient``: on the
+  ambient mixture of clean and noisy rows).
 * The phase has SFBD's update budget, ``sfbd.iterations x train.update_steps`` steps, run as
   that many evaluation stages (``online``), so metrics, ``sfbd status`` and pictures line up
   with SFBD iteration by iteration. It starts with a full backward-sampling pass of every noisy
@@ -182,6 +183,10 @@ class OnlineSFBD(Method):
             raise RuntimeError(f"stage {stage.iteration}: the previous stage left no bank")
         bank = c["bank"].to(ctx.device)
         return Bank(ctx, stage, bank.clone(), int(c["cursor"][0]), c["visits"])
+
+    @classmethod
+    def validate_config(cls, cfg: Config) -> None:
+        SFBD.validate_config(cfg)  # stage 0 is SFBD's
 
     def denoise_evaluations(self, stage: Stage, ctx: StageContext) -> int:
         if stage.iteration == 0:

@@ -4,6 +4,10 @@ The loop asks a training set for nothing but
 
 * ``draw(generator, n)``: a batch (n, *) on the training device, drawn with ``generator``
   (the stage's one generator, so a seeded stage is reproducible);
+* ``draw_levels(generator, n)``: the same batch with each row's white noise level tau_i
+  (n,) float64 (0: a clean row), or None when every row is clean; what the ambient loss
+  (:class:`~sfbd.diffusion.loss.AmbientLoss`) needs. By default ``draw`` and None, so a set
+  without levels draws exactly what it always drew;
 * ``hook(step)``: called before step ``step`` of the stage whenever ``step % hook_every == 0``
   (``hook_every`` 0: never); Online SFBD refreshes its bank here;
 * ``state()`` / ``load_state(tensors)``: what a step or stage checkpoint must hold to resume
@@ -14,10 +18,11 @@ The loop asks a training set for nothing but
 * ``denoised()``: the denoised samples the set holds now (E_k or the bank), for metrics.
 
 :class:`IndexedTrainingSet` is a fixed sample array drawn uniformly, what SFBD's stages and
-the baselines train on: E_k and the clean set are drawn by index across the sources
-(:class:`~sfbd.io.arrays.Stacked`), never concatenated, and on the CPU each batch is read
-from the memory-mapped files as it is drawn. :class:`ArrayTrainingSet` is the same draw over one
-tensor.
+the baselines train on (with optional per-row levels, drawn with the same indices, for the
+ambient mixture of clean and noisy rows): E_k and the clean set are drawn by index across
+the sources (:class:`~sfbd.io.arrays.Stacked`), never concatenated, and on the CPU each batch
+is read from the memory-mapped files as it is drawn. :class:`ArrayTrainingSet` is the same draw
+over one tensor.
 """
 
 from __future__ import annotations
@@ -41,6 +46,18 @@ class TrainingSet(ABC):
     @abstractmethod
     def draw(self, generator: torch.Generator, n: int) -> torch.Tensor:
         """A batch (n, *) drawn with ``generator``."""
+
+    def draw_levels(
+        self, generator: torch.Generator, n: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A batch (n, *) and its rows' white noise levels (n,) float64 on the batch's device
+        (0: clean), or None when the set has no noisy rows (default: :meth:`draw`, None)."""
+        return self.draw(generator, n), None
+
+    @property
+    def has_levels(self) -> bool:
+        """Whether :meth:`draw_levels` gives levels (some rows are noisy)."""
+        return False
 
     def hook(self, step: int) -> None:
         """Called before step ``step`` when ``hook_every`` > 0 and ``step % hook_every == 0``."""
@@ -110,6 +127,8 @@ class IndexedTrainingSet(TrainingSet):
         device: the training device.
         denoised: the denoised part of ``data`` (for metrics), if any.
         resident: copy ``data`` to the device (None: decide as above).
+        levels: (N,) the white noise level of each row of ``data`` in the model space (0: a
+            clean row), drawn with the same indices by :meth:`draw_levels`; None: all clean.
     """
 
     def __init__(
@@ -118,6 +137,7 @@ class IndexedTrainingSet(TrainingSet):
         device: torch.device,
         denoised: SampleArray | None = None,
         resident: bool | None = None,
+        levels: np.ndarray | None = None,
     ) -> None:
         if len(data) < 1:
             raise ValueError("a training set needs at least one sample")
@@ -125,12 +145,34 @@ class IndexedTrainingSet(TrainingSet):
         if resident is None:
             resident = self.device.type == "cuda" and _fits_on_gpu(data, self.device)
         self.tensor: torch.Tensor | None = _to_device(data, self.device) if resident else None
+        self.levels: torch.Tensor | None = None
+        if levels is not None:
+            levels = np.asarray(levels, dtype=np.float64)
+            if levels.shape != (len(data),) or not (np.isfinite(levels) & (levels >= 0)).all():
+                raise ValueError(f"levels must be {len(data)} finite numbers >= 0, one per row")
+            self.levels = torch.as_tensor(levels, device=self.device)
 
     def __len__(self) -> int:
         return len(self.data)
 
+    @property
+    def has_levels(self) -> bool:
+        return self.levels is not None
+
     def draw(self, generator: torch.Generator, n: int) -> torch.Tensor:
-        idx = torch.randint(0, len(self), (n,), generator=generator, device=self.device)
+        return self._rows(self._index(generator, n), n)
+
+    def draw_levels(
+        self, generator: torch.Generator, n: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        idx = self._index(generator, n)  # every rank reads every row's level (DDP)
+        return self._rows(idx, n), (None if self.levels is None else self.levels[idx])
+
+    def _index(self, generator: torch.Generator, n: int) -> torch.Tensor:
+        return torch.randint(0, len(self), (n,), generator=generator, device=self.device)
+
+    def _rows(self, idx: torch.Tensor, n: int) -> torch.Tensor:
+        """Rows ``idx`` (n,) of the data on the device (under DDP only this rank's)."""
         if self.tensor is not None:
             return self.tensor[idx]
         if self.rows is None or (self.rows.start, self.rows.stop) == (0, n):

@@ -22,9 +22,12 @@ gradient the gradient of the global-batch mean loss: the result equals one proce
 same global batch up to float summation order.
 
 Batches come from a :class:`~sfbd.train.data.TrainingSet` (its hook runs every
-``hook_every`` steps, its state goes into step checkpoints). A model that is refitted rather
-than trained (:class:`Refittable`, the analytic Gaussian) is refitted on the set's population
-after each hook instead.
+``hook_every`` steps, its state goes into step checkpoints). A set whose rows carry white noise
+levels tau_i (the ambient mixture of clean and noisy rows: ``draw_levels``) trains on the
+ambient loss (:class:`~sfbd.diffusion.loss.AmbientLoss`), which is EDM's for clean rows; the
+levels are drawn with the global batch, so every rank sees every row's. A model that is
+refitted rather than trained (:class:`Refittable`, the analytic Gaussian) is refitted on the
+set's population after each hook instead.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from sfbd.diffusion.loss import EDMLoss
+from sfbd.diffusion.loss import AmbientLoss
 from sfbd.errors import SfbdError
 from sfbd.runtime import distributed, fast, faults
 from sfbd.runtime.interrupt import NEVER, StopFlag
@@ -180,6 +183,11 @@ def _device_of(model: nn.Module) -> torch.device:
 
 def _refit(state: TrainState, data: TrainingSet, steps: int) -> float:
     """The analytic model's "training": refit on the set's population after each hook."""
+    if data.has_levels:
+        raise SfbdError(
+            "the analytic model is fitted to clean samples; it cannot take noisy rows (the "
+            "ambient loss needs a network trained by gradient steps)"
+        )
     every = data.hook_every if data.hook_every > 0 else steps
     for i in range(0, steps, every):
         if data.hook_every > 0:
@@ -210,20 +218,22 @@ def _seed_generators(
 
 def _step_loss(
     state: TrainState,
-    loss_fn: EDMLoss,
+    loss_fn: AmbientLoss,
     batch: torch.Tensor,
     gen: torch.Generator,
     share: distributed.RankBatch,
     *,
+    tau: torch.Tensor | None,
     ddp: bool,
     bf16: bool,
     channels_last: bool,
     loss_scale: float,
 ) -> torch.Tensor:
-    """Forward and backward of one global batch (this rank's micro-batches); its loss (the
-    per-element mean), whose gradient is taken of ``loss_scale`` times it."""
+    """Forward and backward of one global batch (this rank's micro-batches) whose rows carry
+    white noise levels ``tau`` (B,) (None: all clean, EDM's loss); its loss (the per-element
+    mean), whose gradient is taken of ``loss_scale`` times it."""
     fwd = state.forward if state.forward is not None else state.model
-    xa, labels, sigma, noise = loss_fn.draw(batch, gen)
+    xa, labels, sigma, noise = loss_fn.draw(batch, gen, tau=tau)
     xa = fast.channels_last_input(xa, channels_last)
     noise = fast.channels_last_input(noise, channels_last)
     assert state.optimizer is not None
@@ -236,11 +246,24 @@ def _step_loss(
         with sync:
             with fast.autocast(batch.device, bf16):
                 lab = None if labels is None else labels[sl]
-                part = loss_fn.per_sample(fwd, xa[sl], sigma[sl], noise[sl], lab).mean()
+                lv = None if tau is None else tau[sl]
+                part = loss_fn.per_sample(fwd, xa[sl], sigma[sl], noise[sl], lab, lv).mean()
             scaled = part * mb.ddp_weight
             (scaled if loss_scale == 1.0 else scaled * loss_scale).backward()
         loss += part.detach() * mb.weight
     return loss
+
+
+def _loss(
+    loss_fn: AmbientLoss | None, augment: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None
+) -> AmbientLoss:
+    """The stage's loss: ``loss_fn``, else EDM's with ``augment`` (the ambient loss on noisy
+    rows, :class:`AmbientLoss`)."""
+    if loss_fn is None:
+        return AmbientLoss(augment=augment)
+    if augment is not None:
+        raise ValueError("give the augmentation to loss_fn, not to train_stage as well")
+    return loss_fn
 
 
 def train_stage(
@@ -254,6 +277,7 @@ def train_stage(
     resume: StageProgress | None = None,
     checkpoint: Callable[[StageProgress], None] | None = None,
     stop: StopFlag = NEVER,
+    loss_fn: AmbientLoss | None = None,
 ) -> float:
     """Train ``state`` in place on ``data`` for ``settings.steps`` steps, averaging its weights
     into ``state.ema`` by ``ema``; returns the mean loss of the last 10% of steps (NaN for a
@@ -265,9 +289,11 @@ def train_stage(
     steps. ``resume`` continues a stage from a step checkpoint (``state`` and ``data`` already
     restored from it); ``checkpoint(progress)`` is called every ``settings.checkpoint_every``
     steps and, before :class:`~sfbd.runtime.interrupt.Interrupted` is raised, when ``stop`` is
-    set. With ``settings.loss_reduction`` 'sum' the gradients are those of the loss summed over
-    a sample's D elements (EDM's reduction, which Adam's eps notices); the returned and logged
-    losses are per-element means either way.
+    set. ``loss_fn`` replaces the default loss ``AmbientLoss(augment=augment)`` (EDM's on
+    clean rows), e.g. with another weighting of noisy rows. With ``settings.loss_reduction``
+    'sum' the gradients are those of the loss summed over a sample's D elements (EDM's
+    reduction, which Adam's eps notices); the returned and logged losses are per-element means
+    either way.
     """
     s = settings
     tset = data if isinstance(data, TrainingSet) else ArrayTrainingSet(data)
@@ -282,7 +308,7 @@ def train_stage(
     gen = torch.Generator(device=device)
     pr = resume if resume is not None else StageProgress()
     _seed_generators(gen, pr, device, s.seed)
-    loss_fn = EDMLoss(augment=augment)
+    loss_fn = _loss(loss_fn, augment)
     params = [p for p in state.model.parameters() if p.requires_grad]
     fused = fast.is_fused(state.optimizer)
     t = _Tally.start(pr, device, s.steps, s.tail, s.log_every)
@@ -297,13 +323,14 @@ def train_stage(
                 state.model.train()  # the hook may sample with the EMA
             for g in state.optimizer.param_groups:
                 g["lr"] = s.lr_at(state.step)
-            batch = tset.draw(gen, s.batch_size)
+            batch, tau = tset.draw_levels(gen, s.batch_size)
             loss = _step_loss(
                 state,
                 loss_fn,
                 batch,
                 gen,
                 share,
+                tau=tau,
                 ddp=ddp,
                 bf16=s.bf16,
                 channels_last=s.channels_last,
