@@ -1,6 +1,6 @@
 """Sample quality of SFBD against its baselines on data with known truth, with fixed seeds.
 
-Seven sections, every run a `Run` of the library's own pipeline; each is one module of
+Eight sections, every run a `Run` of the library's own pipeline; each is one module of
 benchmarks/suite/ and has its own ``--only`` name (its number works too):
 
 1. ``methods``: the methods side by side (oracle, clean-only, noisy-only, SFBD and Online SFBD
@@ -25,6 +25,10 @@ benchmarks/suite/ and has its own ``--only`` name (its number works too):
    (``per-sample``, 7a), coloured noise, whitening and top-up (``coloured``, 7b), and photon
    noise (``photon``, 7c) against the naive white-noise guess a user would make, on data with
    known truth, and exact fits with the analytic Gaussian model (``noise-gaussian``, 7d).
+8. ``validation`` (or ``ambient``): knowing whether it helped without clean held-out data:
+   the ambient method and SFBD pretrained on the ambient mixture beside section 1's methods,
+   swd / val_noisy / val_clean / copy_rate / nn_ratio per stage, and whether val_noisy ranks
+   (method, stage) pairs as swd and val_clean do.
 
 Usage:
     python benchmarks/quality.py [--quick] [--out runs/quality] [--results FILE] [--seeds N]
@@ -62,7 +66,7 @@ from pathlib import Path
 
 import committed  # benchmarks/committed.py: where results go, the command they record
 import torch
-from suite import fractions, gaussian, methods, pretrain, samplers, sigmas
+from suite import fractions, gaussian, methods, pretrain, samplers, sigmas, validation
 from suite.data import make_data
 from suite.noise import section as noise
 from suite.plots import sweeps_figure
@@ -96,6 +100,7 @@ SECTIONS = (
         noise.run,
         {"per-sample": ("7a",), "coloured": ("7b",), "photon": ("7c",), "noise-gaussian": ("7d",)},
     ),
+    Section("validation", ("8", "ambient"), "8 validation", validation.run),
 )
 
 

@@ -43,7 +43,16 @@ def quality(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     return module
 
 
-SUITE_MODULES = ("settings", "data", "methods", "samplers", "fractions", "sigmas", "pretrain")
+SUITE_MODULES = (
+    "settings",
+    "data",
+    "methods",
+    "samplers",
+    "fractions",
+    "sigmas",
+    "pretrain",
+    "validation",
+)
 
 
 @pytest.fixture()
@@ -192,8 +201,10 @@ def test_only_names(quality: ModuleType) -> None:
         "coloured",
         "photon",
         "noise-gaussian",
+        "validation",
     }
     assert quality.selection(["samplers"]) == {"samplers"}
+    assert quality.selection(["8"]) == quality.selection(["ambient"]) == {"validation"}
     assert quality.selection(["2,clean-fraction", "4"]) == {"samplers", "fractions", "sigmas"}
     assert (
         quality.selection(["noise-models"])
@@ -387,3 +398,25 @@ def test_quality_quick(tmp_path: Path) -> None:
     assert all(math.isfinite(m["denoise_psnr"]) for m in pre["sfbd+pretrain"][1:])
     # the clean-subset runs are section 1's (reused, same numbers)
     assert pre["sfbd"][-1]["swd"] == summary["sfbd_swd_per_iteration"]["ring8"][0][-1]
+
+
+def _stages(values: list[tuple[float, float, float]]) -> list[dict]:
+    keys = ("val_noisy", "swd", "val_clean")
+    return [
+        {"iteration": k, "metrics": dict(zip(keys, v, strict=True))} for k, v in enumerate(values)
+    ]
+
+
+def test_validation_agreement_on_made_up_stages(bench: SimpleNamespace) -> None:
+    """Section 8's rank agreement: Kendall's tau and the best-stage match, on numbers whose
+    answer is known."""
+    agree = bench.validation.agreement
+    same = {"a": [_stages([(3, 30, 3), (2, 20, 2), (1, 10, 1)])], "b": [_stages([(4, 40, 4)])]}
+    a = agree(same)  # every ranking identical
+    assert a["kendall_val_noisy_swd"] == pytest.approx(1.0) and a["pairs"] == 4
+    assert a["kendall_val_noisy_val_clean"] == pytest.approx(1.0) and a["best_stage_agrees"] == 1
+    flipped = {"a": [_stages([(1, 30, 1), (2, 20, 2), (3, 10, 3)])]}
+    f = agree(flipped)  # val_noisy reversed against swd, but equal to val_clean
+    assert f["kendall_val_noisy_swd"] == pytest.approx(-1.0)
+    assert f["kendall_val_noisy_val_clean"] == pytest.approx(1.0)
+    assert f["best_stage_agrees"] == 0.0
