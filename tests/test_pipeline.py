@@ -323,6 +323,23 @@ def test_a_run_from_an_older_version_without_the_new_keys_is_not_refused(tmp_pat
         Run(other, tmp_path, progress=False).execute()
 
 
+def test_a_run_from_before_the_noisy_holdout_resumes_only_without_one(tmp_path):
+    """A 0.7 config.yaml has no eval.noisy_holdout: its run held no noisy sample out, so it
+    resumes with eval.noisy_holdout=0 and is refused with the default (its noisy set would
+    change under it)."""
+    import yaml
+
+    cfg = load_config(overrides=TINY)  # eval.noisy_holdout=0 (RING8_TINY)
+    Run(cfg, tmp_path, progress=False).execute(max_stages=1)
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    del saved["eval"]["noisy_holdout"], saved["eval"]["noisy_holdout_max"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
+    held = load_config(overrides=[*TINY, "eval.noisy_holdout=0.05"])
+    with pytest.raises(SfbdError, match=r"differs in eval.noisy_holdout\)"):
+        Run(held, tmp_path, progress=False).execute()
+    assert len(Run(cfg, tmp_path, progress=False).execute(max_stages=1)) == 2  # resumed
+
+
 def test_starting_over_clears_the_stored_noisy_set_but_not_a_users_files(tmp_path):
     from sfbd.run.directory import RunDirectory
 

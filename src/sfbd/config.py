@@ -222,8 +222,10 @@ def load_config(
         layers.append(base)
     if path is not None:
         layers.append(_read_yaml(Path(path)))
+    keys = []  # the --set keys, checked once the plug-ins' keys are known
     for text in overrides or []:
         key, value = parse_override(text)
+        keys.append(key)
         layers.append(_nest(key, value) if key != "plugins" else {"plugins": value})
     entries: Any = []
     for layer in layers:
@@ -231,8 +233,8 @@ def load_config(
     entries = _coerce(entries if entries is not None else [], list[str], "plugins")
     plugins.load(entries)
     cfg = Config()
-    for text in overrides or []:
-        _check_override(parse_override(text)[0])
+    for key in keys:
+        _check_override(key)
     for layer in layers:
         _merge(cfg, layer)
     cfg.plugins = [plugins.resolve(e) for e in cfg.plugins]

@@ -205,11 +205,16 @@ class RunDirectory:
 
 _ABSENT = object()
 
+#: keys whose absence from a saved config.yaml (written before they existed) means another
+#: value than today's default: what the older sfbd did. 0.7 held no noisy samples out, so
+#: its runs resume only with eval.noisy_holdout=0 (else their noisy set would change)
+BEFORE_THEY_EXISTED = {"eval.noisy_holdout": 0.0}
+
 
 def _value(tree: object, key: str) -> Any:
-    """The value of dotted ``key`` in a nested dict (a growable key is a number)."""
+    """The value of dotted ``key`` in a nested dict (None where it is absent)."""
     for part in key.split("."):
-        tree = tree[part] if isinstance(tree, dict) else None
+        tree = tree.get(part) if isinstance(tree, dict) else None
     return tree
 
 
@@ -219,9 +224,14 @@ def _resolved(saved: object) -> object:
     if not isinstance(saved, dict):
         return saved
     try:
-        return to_dict(load_config(base=saved))
+        resolved = to_dict(load_config(base=saved))
     except SfbdError:
         return saved
+    for key, value in BEFORE_THEY_EXISTED.items():  # absent: the older sfbd's behaviour
+        if _value(saved, key) is None:
+            section, name = key.split(".")
+            resolved[section][name] = value
+    return resolved
 
 
 def _diff_keys(old: object, new: object) -> list[str]:
