@@ -32,7 +32,8 @@ import math
 import numpy as np
 import torch
 
-from sfbd.diffusion.precond import SIGMA_DATA, Denoiser
+from sfbd.diffusion.loss import AmbientLoss, EDMLoss
+from sfbd.diffusion.precond import Denoiser
 from sfbd.io.arrays import SampleArray
 from sfbd.rng import keyed_randn
 
@@ -46,11 +47,6 @@ def validation_levels(tau: np.ndarray, sigma_max: float, n: int = LEVELS) -> np.
     lo = np.log(LOW * tau)[:, None]
     t = np.linspace(0.0, 1.0, n)[None, :]
     return np.exp(lo + t * (math.log(sigma_max) - lo))
-
-
-def edm_weight(sigma: torch.Tensor, sigma_data: float = SIGMA_DATA) -> torch.Tensor:
-    """lambda(sigma) = (sigma^2 + sd^2) / (sigma sd)^2 (EDM's loss weighting)."""
-    return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
 
 
 @torch.no_grad()
@@ -85,6 +81,7 @@ def ambient_validation(
     """
     tau = np.asarray(tau, dtype=np.float64)
     keys = np.asarray(keys, dtype=np.int64)
+    weight = EDMLoss().weight  # lambda(sigma), EDM's weighting
     grid = validation_levels(tau, sigma_max, n_levels)
     total_noisy = total_clean = 0.0
     for start in range(0, len(noisy), batch_size):
@@ -94,19 +91,15 @@ def ambient_validation(
         if truth is not None:
             x = torch.as_tensor(np.asarray(truth[start:stop]), dtype=torch.float32, device=device)
         t = torch.as_tensor(tau[start:stop], dtype=torch.float64, device=device)
-        view = (-1,) + (1,) * (y.ndim - 1)
         for j in range(n_levels):
             sigma = torch.as_tensor(grid[start:stop, j], dtype=torch.float64, device=device)
             k = torch.as_tensor(keys[start:stop] * n_levels + j)
             eps = keyed_randn(k, tuple(y.shape[1:]), stream=stream).to(device)
-            extra = torch.sqrt(sigma**2 - t**2).to(torch.float32)
-            x_t = y + extra.view(view) * eps
+            # x_t, the rescaled target y_hat and its noise variance v: the training loss's own
+            x_t, target, v = AmbientLoss.targets(y, sigma, eps, t)
             d = denoiser(x_t, sigma.to(torch.float32)).double()
-            ratio = (t / sigma) ** 2  # tau^2 / sigma^2 < 1 / LOW^2
-            target = (y.double() - ratio.view(view) * x_t.double()) / (1 - ratio).view(view)
-            v = t**2 * sigma**2 / (sigma**2 - t**2)
-            w = edm_weight(sigma)
-            err = ((d - target) ** 2).reshape(len(y), -1).mean(dim=1) - v
+            w = weight(sigma)
+            err = ((d - target.double()) ** 2).reshape(len(y), -1).mean(dim=1) - v
             total_noisy += float((w * err).sum())
             if x is not None:
                 clean = ((d - x.double()) ** 2).reshape(len(y), -1).mean(dim=1)
