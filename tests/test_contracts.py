@@ -105,11 +105,14 @@ S_N = (0.4 * L) @ (0.4 * L).T
 @pytest.mark.parametrize("name", NOISE_MODELS.names())
 def test_noise_model_contract(name):
     n = 20000
-    noise = NOISE_MODELS[name].example((3,), n)
+    cls = NOISE_MODELS[name]
+    shape = (3,) if cls.data_ndim is None else (1, 1, 3)  # images: 1 x 3 pixels
+    noise = cls.example(shape, n)
     spec = json.loads(json.dumps(noise.spec()))
     assert spec["noise"] == name and from_spec(spec).spec() == noise.spec()
     g = torch.Generator().manual_seed(0)
     x = (MU_N + torch.randn(n, 3, generator=g, dtype=torch.float64) @ (0.4 * L).T).float().numpy()
+    x = x.reshape(n, *shape)
     index = np.arange(100, 100 + n)
     y = noise.corrupt(x, index, noise_seed=3)
     assert y.dtype == np.float32 and y.shape == x.shape and not np.allclose(y, x)
@@ -121,13 +124,13 @@ def test_noise_model_contract(name):
     assert np.allclose(noise.decode(z), x, atol=1e-4)
     levels = noise.white_levels(np.arange(n))  # the model-space noise: white at these levels
     if levels is not None:
-        resid = noise.encode_noisy(y, np.arange(n)).astype(np.float64) - z
+        resid = (noise.encode_noisy(y, np.arange(n)).astype(np.float64) - z).reshape(n, 3)
         ratio = (resid**2).mean() / (levels**2).mean()  # per element, over every row
         assert levels.shape == (n,) and abs(ratio - 1) < (0.03 if noise.white_is_exact else 0.2)
         assert abs(np.corrcoef(resid[:, 0], resid[:, 1])[0, 1]) < 0.05  # white: uncorrelated
     # the exact denoiser of the model-space prior (Gaussian: exactly so for linear encodings)
-    prior = GaussianDenoiser((3,))
-    prior.set_moments(*_moments(torch.as_tensor(z)))
+    prior = GaussianDenoiser(shape)
+    prior.set_moments(*_moments(torch.as_tensor(z).reshape(n, 3)))
     grid = edm_sigmas(256, dtype=torch.float64)
     den = _Counting(prior)
     zy = torch.as_tensor(noise.encode_noisy(y, np.arange(n)), dtype=torch.float64)
@@ -135,7 +138,7 @@ def test_noise_model_contract(name):
     out = noise.backward(den, zy, keys, grid, sampler="sde", stream=9)
     assert den.rows == noise.evaluations("sde", grid, np.arange(n))  # summed over the samples
     # posterior samples of the corrupted prior: the prior again, in the data's scale
-    mean, cov = _moments(torch.as_tensor(noise.decode(out.numpy())))
+    mean, cov = _moments(torch.as_tensor(noise.decode(out.numpy())).reshape(n, 3))
     assert torch.allclose(mean, MU_N, atol=0.01), mean
     assert torch.allclose(cov, S_N, atol=0.1 * float(S_N.abs().max())), (cov, S_N)
 

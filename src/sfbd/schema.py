@@ -81,6 +81,8 @@ class SampleConfig:
     batch_size: int = 4096  # samples per sampler batch
     shard_size: int = 16384  # denoised samples per shard file (the unit of resume and of DDP)
     denoised_dtype: str = "float32"  # E_k shards on disk: float32 | float16 (half the disk)
+    cg_steps: int = 1  # masked/blurred data: conjugate-gradient steps of posterior sampling
+    #                    (MMPS) per denoiser call, each one more backward pass of the network
 
 
 @dataclass

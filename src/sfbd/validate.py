@@ -105,6 +105,7 @@ def validate(cfg: Config) -> None:
     _check(s.sampler in SAMPLERS, f"sample.sampler must be one of {', '.join(SAMPLERS)}")
     _check(s.steps >= 2, f"sample.steps must be >= 2, got {s.steps}")
     _check(s.batch_size >= 1, "sample.batch_size must be >= 1")
+    _check(s.cg_steps >= 1, f"sample.cg_steps must be >= 1, got {s.cg_steps}")
     _check(cfg.sfbd.iterations >= 0, "sfbd.iterations must be >= 0")
     _check_online(cfg)
     _check(cfg.eval.num_samples >= 2, "eval.num_samples must be >= 2")

@@ -62,6 +62,10 @@ class Corruption(ABC):
     # noise_model() keywords that can describe it -> help text of their sfbd denoise flag
     arguments: ClassVar[dict[str, str]] = {}
     for_inputs: ClassVar[bool] = True  # a run's instance describes new inputs as well
+    # names of other models' keys this one also reads (data.<name>, and the noise_model()
+    # keyword <name>): a mask's data.sigma. Given beside this model's own keys, they choose it.
+    shares: ClassVar[tuple[str, ...]] = ()
+    data_ndim: ClassVar[int | None] = None  # the per-sample ndim it needs (3: images); None: any
 
     # -- choosing the model: from a configuration, from the API's arguments ---------------
     @classmethod
@@ -199,6 +203,12 @@ class Corruption(ABC):
     #: whether :meth:`white_levels` is exact (False: an approximation, photon noise's)
     white_is_exact: ClassVar[bool] = True
 
+    @property
+    def backward_passes(self) -> int:
+        """Backward network passes (vector-Jacobian products) per denoiser call of
+        :meth:`backward`: 0 for the truncated start, cg_steps + 1 for posterior sampling."""
+        return 0
+
     def subset(self, rows: np.ndarray) -> Corruption:
         """The noise model of the noisy samples ``rows`` alone, renumbered 0..len(rows)-1
         (default: the same model; per-sample levels are taken along)."""
@@ -267,7 +277,8 @@ def resolve_name(data: DataConfig) -> str:
     claims = {n: cls.claims(data) for n, cls in NOISE_MODELS.items()}
     claims = {n: keys for n, keys in claims.items() if keys}
     if name != "auto":
-        others = {n: keys for n, keys in claims.items() if n != name}
+        shared = {f"data.{k}" for k in NOISE_MODELS[name].shares} if name in NOISE_MODELS else set()
+        others = {n: k for n, k in claims.items() if n != name and not set(k) <= shared}
         if name in NOISE_MODELS and others:
             other, keys = next(iter(others.items()))
             raise ConfigError(
@@ -275,6 +286,7 @@ def resolve_name(data: DataConfig) -> str:
                 f"{other}; unset it (--set {keys[0]}=null) or set data.noise: {other}"
             )
         return name
+    claims = _without_shared(claims)
     if len(claims) > 1:
         # name first a key left at its default (data.sigma's 0.35): the likelier one to drop
         (a, ka), (b, kb) = sorted(claims.items(), key=lambda c: not _at_default(data, c[1]))[:2]
@@ -289,6 +301,16 @@ def resolve_name(data: DataConfig) -> str:
             f"{', '.join(NOISE_MODELS)} with its keys (docs/noise-models.md)"
         )
     return next(iter(claims))
+
+
+def _without_shared(claims: dict[str, list[str]]) -> dict[str, list[str]]:
+    """``claims`` less the models whose keys are all ones another claiming model shares
+    (data.sigma beside data.mask describes the mask's noise, not white noise)."""
+
+    def shared_by_others(name: str) -> set[str]:
+        return {f"data.{k}" for n in claims if n != name for k in NOISE_MODELS[n].shares}
+
+    return {n: keys for n, keys in claims.items() if not set(keys) <= shared_by_others(n)}
 
 
 def _at_default(data: DataConfig, keys: list[str]) -> bool:
@@ -334,7 +356,12 @@ def from_arguments(
     unknown = sorted(set(given) - known)
     if unknown:
         raise SfbdError(f"unknown noise argument {unknown[0]!r}; known: {', '.join(sorted(known))}")
-    if len(given) > 1:
+    takers = [
+        cls
+        for _, cls in NOISE_MODELS.items()
+        if set(given) & set(cls.arguments) and set(given) <= set(cls.arguments) | set(cls.shares)
+    ]
+    if len(given) > 1 and not takers:
         a, b = (flag(k) for k in sorted(given)[:2])
         raise SfbdError(f"give {a} or {b}, not both: each describes a noise model alone")
     if not given:
@@ -344,20 +371,19 @@ def from_arguments(
                 "per input)"
             )
         return run
-    for _, cls in NOISE_MODELS.items():
-        if set(given) <= set(cls.arguments):
-            noise = cls.from_arguments(given, n=n, seed=seed)
-            if noise is None:
-                continue
-            if run is not None and run.transforms:
-                if run.matches(noise):
-                    return run
-                raise SfbdError(
-                    "this run learned its data through its noise model's transform "
-                    f"({run.describe()}), so it denoises only that noise: leave out "
-                    f"{flag(next(iter(given)))}"
-                )
-            return noise
+    for cls in takers:
+        noise = cls.from_arguments(given, n=n, seed=seed)
+        if noise is None:
+            continue
+        if run is not None and run.transforms:
+            if run.matches(noise):
+                return run
+            raise SfbdError(
+                "this run learned its data through its noise model's transform "
+                f"({run.describe()}), so it denoises only that noise: leave out "
+                f"{flag(next(iter(given)))}"
+            )
+        return noise
     raise SfbdError(f"{flag(next(iter(given)))}: no noise model takes {given}")  # pragma: no cover
 
 

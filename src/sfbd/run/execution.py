@@ -181,7 +181,9 @@ class Execution:
         metrics["skipped_steps"] = skipped
         nfe = run.method.denoise_evaluations(stage, self)
         if nfe:
-            metrics["denoise_nfe"] = nfe
+            metrics["denoise_nfe"] = nfe  # forward passes; posterior sampling adds backward ones
+            if prob.corruption.backward_passes:
+                metrics["denoise_backward"] = nfe * prob.corruption.backward_passes
         stage_picture(run.out, stage, prob, samples, denoised, self.runlog)
         title = f"stage {k} ({stage.name}): generated beside the nearest clean sample"
         self.scores.picture(run.out / "samples" / f"nearest-{k:02d}.png", samples, title)
