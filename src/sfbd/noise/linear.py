@@ -67,7 +67,7 @@ class LinearCorruption(Corruption):
 
     @classmethod
     def check_keys(cls, data: DataConfig) -> None:
-        chosen = NOISE_MODELS[data.noise] if data.noise in NOISE_MODELS else None
+        chosen = dict(NOISE_MODELS.items()).get(data.noise)
         if data.naive and not (isinstance(chosen, type) and issubclass(chosen, LinearCorruption)):
             raise ConfigError(
                 "data.naive treats masked or blurred observations as white noise; it needs "
