@@ -29,6 +29,10 @@ benchmarks/suite/ and has its own ``--only`` name (its number works too):
    the ambient method and SFBD pretrained on the ambient mixture beside section 1's methods,
    swd / val_noisy / val_clean / copy_rate / nn_ratio per stage, and whether val_noisy ranks
    (method, stage) pairs as swd and val_clean do.
+9. ``linear`` (or ``masks``, ``blur``): masked digits (50% kept) and blurred photo patches
+   (std 1 px), both with sigma 0.05: SFBD and Online SFBD through MMPS posterior sampling
+   against the naive white-noise guess, noisy-only, clean-only and the oracle, with the RMSE
+   of E_K against the truth.
 
 Usage:
     python benchmarks/quality.py [--quick] [--out runs/quality] [--results FILE] [--seeds N]
@@ -66,7 +70,7 @@ from pathlib import Path
 
 import committed  # benchmarks/committed.py: where results go, the command they record
 import torch
-from suite import fractions, gaussian, methods, pretrain, samplers, sigmas, validation
+from suite import fractions, gaussian, linear, methods, pretrain, samplers, sigmas, validation
 from suite.data import make_data
 from suite.noise import section as noise
 from suite.plots import sweeps_figure
@@ -101,6 +105,7 @@ SECTIONS = (
         {"per-sample": ("7a",), "coloured": ("7b",), "photon": ("7c",), "noise-gaussian": ("7d",)},
     ),
     Section("validation", ("8", "ambient"), "8 validation", validation.run),
+    Section("linear", ("9", "masks", "blur"), "9 masked and blurred", linear.run),
 )
 
 

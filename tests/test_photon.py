@@ -89,7 +89,8 @@ def test_bad_input_gets_one_line_errors(tmp_path):
         load_config(overrides=["data.source=digits", "data.noise=poisson-gaussian", "data.gain=1"])
     with pytest.raises(
         ConfigError,
-        match="data.noise must be auto or one of coloured, per-sample, poisson-gaussian, white",
+        match="data.noise must be auto or one of blur, coloured, mask, per-sample, "
+        "poisson-gaussian, white",
     ):
         load_config(overrides=["data.source=digits", "data.noise=laplace"])
     np.save(tmp_path / "noisy.npy", np.zeros((4, 2), np.float32))

@@ -202,7 +202,9 @@ def test_only_names(quality: ModuleType) -> None:
         "photon",
         "noise-gaussian",
         "validation",
+        "linear",
     }
+    assert quality.selection(["9"]) == quality.selection(["masks"]) == {"linear"}
     assert quality.selection(["samplers"]) == {"samplers"}
     assert quality.selection(["8"]) == quality.selection(["ambient"]) == {"validation"}
     assert quality.selection(["2,clean-fraction", "4"]) == {"samplers", "fractions", "sigmas"}
@@ -318,6 +320,9 @@ def test_quality_quick(tmp_path: Path) -> None:
         "| SFBD, whitened (data.noise_cov) |",
         "| photons at full scale | noise rms (data scale) | Anscombe bias |",
         "| coloured, whitened |",
+        "## 9. Masked and blurred data",
+        "| method | final swd | gap closed | E_K RMSE |",
+        "| SFBD, naive white guess |",
     ):
         assert header in text, header
     for word in ("oracle", "clean-only", "noisy-only", "sfbd", "ring8", "gmm8", "command"):

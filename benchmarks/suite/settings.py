@@ -34,6 +34,9 @@ class Suite:
     noise_seeds: int = 2  # section 7 a-b (suite/noise/)
     photons: tuple[int, ...] = PHOTONS  # section 7 c: photons at full scale
     noise_gauss_samples: int = 100_000  # section 7 d: Gaussian draws
+    linear_sets: tuple[str, ...] = ("digits", "patches")  # section 9: masked, blurred
+    linear_methods: tuple[str, ...] = (*METHODS, "naive")  # section 9 (naive: data.naive)
+    linear: dict[str, str] = field(default_factory=dict)  # section 9: extra overrides
     common: dict[str, str] = field(default_factory=lambda: {"device": "cpu"})
 
 
@@ -99,6 +102,15 @@ SUITES = {
         noise_seeds=1,
         photons=(30,),
         noise_gauss_samples=20_000,
+        linear_sets=("digits",),
+        linear_methods=("oracle", "clean-only", "naive", "sfbd"),
+        linear={
+            "train.pretrain_steps": "60",
+            "train.update_steps": "20",
+            "sfbd.iterations": "1",
+            "sample.steps": "6",
+            "eval.num_samples": "200",
+        },
     ),
 }
 

@@ -1,4 +1,5 @@
-"""Clean data sources: builtin 2-D sets, digits, CIFAR-10, CelebA, arrays and image folders.
+"""Clean data sources: builtin 2-D sets, digits, photo patches, CIFAR-10, CelebA, arrays and
+image folders.
 
 Vectors are (N, D) float32; images are (N, C, H, W) float32 in [-1, 1]. Arrays stored as uint8
 are read as images in [0, 255] and mapped to [-1, 1] (noise levels then refer to that scale).
@@ -22,7 +23,7 @@ from sfbd.io.arrays import SampleArray, Samples, nonfinite_rows
 from sfbd.io.npz import open_member
 
 BUILTIN_2D = ("ring8", "checkerboard", "swissroll")
-BUILTINS = (*BUILTIN_2D, "digits", "cifar10", "celeba")
+BUILTINS = (*BUILTIN_2D, "digits", "patches", "cifar10", "celeba")
 
 
 def ring8(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -57,9 +58,29 @@ def digits() -> np.ndarray:
     return (pixels / 8.0 - 1.0)[:, None]
 
 
+def patches(n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` 8x8 grey patches (N, 1, 8, 8) in [-1, 1] of scikit-learn's two bundled photos
+    (china.jpg, flower.jpg; 427 x 640), at positions drawn by ``rng``, half from each."""
+    from sklearn.datasets import load_sample_images
+    from sklearn.feature_extraction.image import extract_patches_2d
+
+    out = []
+    for i, photo in enumerate(load_sample_images().images):
+        grey = photo.astype(np.float32).mean(axis=2) / 127.5 - 1.0
+        m = n // 2 + (n % 2 if i == 0 else 0)
+        seed = int(rng.integers(2**31))
+        out.append(extract_patches_2d(grey, (8, 8), max_patches=m, random_state=seed))
+    return np.concatenate(out)[:, None].astype(np.float32)
+
+
 def builtin_shape(name: str, image_size: int = 64) -> tuple[int, ...] | None:
     """Per-sample shape of a builtin source without loading it (None for unknown names)."""
-    shapes = {"digits": (1, 8, 8), "cifar10": (3, 32, 32), "celeba": (3, image_size, image_size)}
+    shapes = {
+        "digits": (1, 8, 8),
+        "patches": (1, 8, 8),
+        "cifar10": (3, 32, 32),
+        "celeba": (3, image_size, image_size),
+    }
     return (2,) if name in BUILTIN_2D else shapes.get(name)
 
 
@@ -76,7 +97,8 @@ def builtin(
 
     The 2-D sets have ``n`` samples from a fixed seed; ``draw`` > 0 gives another, independent
     set of ``n`` samples from the same distribution (``data.pretrain`` uses draw 1, so it never
-    repeats the samples of ``data.source``). ``cifar10`` is the 50,000 training
+    repeats the samples of ``data.source``); so has ``patches``, n 8x8 grey patches of two
+    photos bundled with scikit-learn. ``cifar10`` is the 50,000 training
     images (``root``: the official tarball or its folder; default: the cache, downloaded once).
     ``celeba`` needs ``root``: the first ``n`` aligned CelebA images in file order (162,770 is
     the official training split), center-cropped to 140x140 and resized to ``image_size``.
@@ -93,6 +115,7 @@ def builtin(
             )
         return Samples(_celeba(root, n, image_size, cache_dir)), "uint8"
     gen = {"ring8": ring8, "checkerboard": checkerboard, "swissroll": swissroll}.get(name)
+    gen = patches if name == "patches" else gen
     if gen is None:
         raise DataError(f"unknown data source {name!r}: use one of {', '.join(BUILTINS)} or a path")
     key = [BUILTINS.index(name), 20250205] + ([draw] if draw else [])

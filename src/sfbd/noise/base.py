@@ -324,7 +324,7 @@ def validate_config(cfg: Config) -> None:
     name = cfg.data.noise
     if name not in NOISE_MODELS:
         raise ConfigError(
-            f"data.noise must be auto or one of {', '.join(NOISE_MODELS)}; got {name!r}"
+            f"data.noise must be auto or one of {', '.join(sorted(NOISE_MODELS))}; got {name!r}"
         )
     for _, cls in NOISE_MODELS.items():
         cls.check_keys(cfg.data)
@@ -365,6 +365,12 @@ def from_arguments(
         a, b = (flag(k) for k in sorted(given)[:2])
         raise SfbdError(f"give {a} or {b}, not both: each describes a noise model alone")
     if not given:
+        if run is not None and not run.for_inputs and type(run).shares:
+            own = " and ".join(flag(a) for a in (*type(run).arguments, *type(run).shares))
+            raise SfbdError(
+                f"this run's noise model ({run.describe()}) belongs to its own noisy set: give "
+                f"{own} for the inputs"
+            )
         if run is None or not run.for_inputs:
             raise SfbdError(
                 "give --sigma: the noise level of the inputs (a number, or a .npy of one level "
