@@ -144,12 +144,7 @@ class BlurredGaussian(LinearCorruption):
         if path is None:
             return None
         k = np.asarray(path) if not isinstance(path, str) else read_npy(path, "--blur-kernel")
-        try:
-            sigma = float(args.get("sigma") or 0.0)
-        except (TypeError, ValueError):
-            sigma = math.nan
-        if not (math.isfinite(sigma) and sigma >= 0):
-            raise DataError(f"--sigma with --blur-kernel must be one number >= 0, got {sigma}")
+        sigma = cls.sigma_argument(args, "--blur-kernel")
         return cls(check_kernel(k, "--blur-kernel"), sigma, str(path)[:80])
 
     def __init__(

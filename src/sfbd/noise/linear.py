@@ -21,14 +21,14 @@ from __future__ import annotations
 import math
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from sfbd.diffusion.posterior import LinearOperator, mmps_cost, posterior_sample
 from sfbd.diffusion.precond import Denoiser
-from sfbd.errors import ConfigError
+from sfbd.errors import ConfigError, DataError
 from sfbd.noise.base import NOISE_MODELS, Corruption
 from sfbd.noise.white import WhiteGaussian
 from sfbd.rng import keyed_randn, stream_id
@@ -89,6 +89,19 @@ class LinearCorruption(Corruption):
                 "then be > 0"
             )
         return float(s)
+
+    @staticmethod
+    def sigma_argument(args: dict[str, Any], own: str) -> float:
+        """The ``sigma`` keyword beside ``own`` (the model's flag, e.g. --mask) as the
+        observation noise level: one number >= 0, 0 when not given."""
+        given = args.get("sigma")
+        try:
+            sigma = float(given or 0.0)
+        except (TypeError, ValueError):
+            sigma = math.nan
+        if not (math.isfinite(sigma) and sigma >= 0):
+            raise DataError(f"--sigma with {own} must be one number >= 0, got {given}")
+        return sigma
 
     def finish(self, cfg: Config) -> Corruption:
         """This model, or its naive white-noise guess when ``data.naive`` is set."""

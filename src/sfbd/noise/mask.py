@@ -162,13 +162,7 @@ class MaskedGaussian(LinearCorruption):
     ) -> MaskedGaussian | None:
         if args.get("mask") is None:
             return None
-        try:
-            sigma = float(args.get("sigma") or 0.0)
-        except (TypeError, ValueError):
-            sigma = math.nan
-        if not (math.isfinite(sigma) and sigma >= 0):
-            raise DataError(f"--sigma with --mask must be one number >= 0, got {args['sigma']}")
-        model = cls(sigma, mask=args["mask"], what="--mask")
+        model = cls(cls.sigma_argument(args, "--mask"), mask=args["mask"], what="--mask")
         if n is not None and len(model.file) != n:
             raise DataError(f"--mask holds {len(model.file)} masks for {n} inputs; one per input")
         return model
