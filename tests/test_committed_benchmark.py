@@ -139,6 +139,7 @@ SCRIPTS = {
     "SOAK.md": "soak.py",
     "MEMORY.md": "memory.py",
     "AMBIENT_WEIGHTING.md": "ambient_weighting.py",
+    "MMPS_FLOOR.md": "mmps_floor.py",
 }
 
 

@@ -61,6 +61,25 @@ def test_keyed_mask_keeps_the_fraction_asked_keyed_by_seed_and_index():
     assert np.all(keyed_mask(idx, (100,), 0.6, 4) >= m)
 
 
+def test_keyed_mask_redraws_samples_that_would_observe_nothing():
+    """On D = 2 at keep 0.5 a quarter of first draws keep nothing; those are drawn again, so
+    the masks are Bernoulli(0.5)^2 conditioned on >= 1 kept: (1,0), (0,1), (1,1) at 1/3 each."""
+    idx = np.arange(3000)
+    m = keyed_mask(idx, (2,), 0.5, 3)
+    assert np.all(m.sum(1) >= 1)
+    share = [np.mean((m == pattern).all(1)) for pattern in ([1, 0], [0, 1], [1, 1])]
+    assert np.allclose(share, 1 / 3, atol=0.03), share
+    # still keyed by index alone: a subset in another order gives the same rows
+    rows = [2999, 0, 17, 1500]
+    assert np.array_equal(keyed_mask(idx[rows], (2,), 0.5, 3), m[rows])
+    # at D = 64 a redraw is (almost surely) never needed: the fraction kept is keep
+    first = keyed_mask(idx, (64,), 0.5, 3)
+    assert 0.45 < first.mean() < 0.55
+    # where a redraw almost never succeeds, one entry is kept
+    rare = keyed_mask(np.arange(50), (4,), 1e-4, 3)
+    assert np.all(rare.sum(1) >= 1) and rare.mean() < 0.5
+
+
 def test_corrupt_zeroes_missing_entries_and_adds_white_noise_to_the_others():
     rng = np.random.default_rng(0)
     idx = np.array([3, 10, 11, 40, 41, 99])
@@ -284,3 +303,9 @@ def test_noise_model_takes_a_mask_with_its_level(tmp_path):
     noise = sfbd.noise_model(mask=path, sigma=0.2)
     with pytest.raises(DataError, match=r"^--mask has shape"):  # errors name the flag
         noise.check(None, np.zeros((4, 1, 5, 5), np.float32), ("data.clean", "--input"))
+
+
+def test_a_user_mask_without_data_sigma_is_asked_for_its_noise_level(tmp_path):
+    msg = _config_error(["data.noisy=n.npy", "data.clean=c.npy", f"data.mask={tmp_path}/m.npy"])
+    assert msg.startswith("data.mask is given but data.sigma is not")
+    assert "white noise on the observations" in msg and "0 for none" in msg

@@ -171,6 +171,33 @@ def test_conjugate_gradient_solves_each_row_in_d_steps():
     assert torch.equal(one[2], torch.zeros(d, dtype=torch.float64))
 
 
+def test_conjugate_gradient_stops_a_row_below_the_curvature_floor():
+    """M = s^2 I + A V A^T has p^T M p >= s^2 |p|^2 when V is PSD: a true M is solved as
+    without the floor, and a row whose direction finds less stops (here at u = 0) instead of
+    taking the step r^T r / p^T M p, which grows without bound as p^T M p -> 0."""
+    g = torch.Generator().manual_seed(1)
+    d, s2 = 5, 0.01
+    a = torch.randn(d, d, generator=g, dtype=torch.float64)
+    good = s2 * torch.eye(d, dtype=torch.float64) + a @ a.T
+    bad = s2 * torch.eye(d, dtype=torch.float64)
+    bad[0, 0] = 1e-6  # V = -(s^2 - 1e-6) e_0 e_0^T: not PSD; p = e_0 finds 1e-6 < s^2
+    m = torch.stack([good, bad, bad])
+    rhs = torch.zeros(3, d, dtype=torch.float64)
+    rhs[0] = torch.randn(d, generator=g, dtype=torch.float64)
+    rhs[1, 0] = 1.0  # along the bad direction
+    rhs[2, 1] = 1.0  # along a good one (an eigenvector of the bad M, eigenvalue s^2)
+
+    def matvec(v):
+        return (m @ v[:, :, None])[:, :, 0]
+
+    free, floored = conjugate_gradient(matvec, rhs, d), conjugate_gradient(matvec, rhs, d, s2)
+    assert torch.allclose(floored[0], torch.linalg.solve(good, rhs[0]), atol=1e-8)
+    assert torch.allclose(floored[0], free[0], atol=1e-10)
+    assert float(free[1, 0]) == pytest.approx(1e6)  # the unbounded step the floor refuses
+    assert torch.equal(floored[1], torch.zeros(d, dtype=torch.float64))
+    assert torch.allclose(floored[2], rhs[2] / s2)  # at the floor exactly: solved
+
+
 def test_cost_counts_forward_and_backward_passes():
     grid = edm_sigmas(10)
     fwd, bwd = mmps_cost("heun", grid, cg_steps=2)

@@ -425,3 +425,23 @@ def test_validation_agreement_on_made_up_stages(bench: SimpleNamespace) -> None:
     assert f["kendall_val_noisy_swd"] == pytest.approx(-1.0)
     assert f["kendall_val_noisy_val_clean"] == pytest.approx(1.0)
     assert f["best_stage_agrees"] == 0.0
+
+
+def test_linear_mean_errors_remove_the_spread_of_a_finite_average(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Section 9's posterior-mean RMSE: draws x_j = m + s z_j around a mean m that is off the
+    truth by 0.1 per entry. The average of n draws is off by sqrt(0.1^2 + s^2 / n); the
+    debiased value recovers 0.1, whatever s and n."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    from suite.linear import mean_errors
+
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=(2000, 64))
+    for s, n in ((0.3, 8), (0.5, 4), (0.0, 2)):
+        x = truth + 0.1 + s * rng.normal(size=(n, *truth.shape))
+        averaged, debiased = mean_errors(x.sum(0), (x**2).sum(0), n, truth)
+        assert averaged == pytest.approx(math.sqrt(0.01 + s**2 / n), rel=0.02)
+        assert debiased == pytest.approx(0.1, rel=0.05)  # the averages: 0.14 to 0.27
+    for name in [m for m in sys.modules if m == "suite" or m.startswith("suite.")]:
+        sys.modules.pop(name)

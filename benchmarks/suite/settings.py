@@ -37,6 +37,7 @@ class Suite:
     linear_sets: tuple[str, ...] = ("digits", "patches")  # section 9: masked, blurred
     linear_methods: tuple[str, ...] = (*METHODS, "naive")  # section 9 (naive: data.naive)
     linear: dict[str, str] = field(default_factory=dict)  # section 9: extra overrides
+    linear_posterior: tuple[int, int] = (64, 8)  # section 9: (rows, draws) of the posterior mean
     common: dict[str, str] = field(default_factory=lambda: {"device": "cpu"})
 
 
@@ -104,6 +105,7 @@ SUITES = {
         noise_gauss_samples=20_000,
         linear_sets=("digits",),
         linear_methods=("oracle", "clean-only", "naive", "sfbd"),
+        linear_posterior=(8, 2),
         linear={
             "train.pretrain_steps": "60",
             "train.update_steps": "20",

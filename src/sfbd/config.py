@@ -256,6 +256,14 @@ def _check_user_sigma(cfg: Config, layers: list[dict]) -> None:
     d = cfg.data
     if d.noisy is None or d.source is not None or _given(layers, "data", "sigma"):
         return
+    from sfbd.noise import NOISE_MODELS
+
+    chosen = dict(NOISE_MODELS.items()).get(d.noise)
+    if chosen is not None and "sigma" in chosen.shares:  # sigma: the observation's noise
+        raise ConfigError(
+            f"{' and '.join(chosen.claims(d))} is given but data.sigma is not: set the std of "
+            "the white noise on the observations (--set data.sigma=S, 0 for none)"
+        )
     raise ConfigError(
         "data.noisy is given but data.sigma is not: set the noise level of the noisy samples "
         "(--set data.sigma=TAU, a number or a .npy of per-sample levels), or null with another "

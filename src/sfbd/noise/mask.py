@@ -9,7 +9,8 @@ the observed entries, so sigma may be 0.
 * User mode: ``data.mask``, a ``.npy`` of 0/1 shaped like ``data.noisy`` (N, C, H, W), or
   (N, 1, H, W) (one mask for every channel), or (N, D) for vectors; read memory-mapped.
 * Benchmark mode: ``data.mask_keep``, the fraction of entries kept, each entry of sample i kept
-  independently, a function of (noise_seed, source index i) only.
+  independently, a function of (noise_seed, source index i) only; a sample that would observe
+  nothing is drawn again (:func:`keyed_mask`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from sfbd.schema import Config, DataConfig
 
 CHUNK = 4096  # rows per step when checking a mask file
+REDRAWS = 64  # benchmark masks: draws of a sample that observes nothing, then one entry kept
 
 
 @dataclass
@@ -43,14 +45,32 @@ class MaskKeys(LinearKeys):
 
 def keyed_mask(index: np.ndarray, shape: tuple[int, ...], keep: float, seed: int) -> np.ndarray:
     """Masks (N, *shape) of 0/1 float32: entry j of sample i kept with probability ``keep``,
-    a function of (seed, index[i], j) only."""
-    z = keyed_randn(
-        torch.as_tensor(np.ascontiguousarray(index), dtype=torch.int64),
-        shape,
-        stream=stream_id("data-mask", seed),
-        dtype=torch.float64,
-    )
-    return (torch.special.ndtr(z) < keep).to(torch.float32).numpy()
+    a function of (seed, index[i], j) only, and every sample observes at least one entry.
+
+    A draw u_ij ~ U(0, 1) keeps entry j when u_ij < keep; a sample that keeps none is drawn
+    again from the next counter of its key (:func:`sfbd.rng.keyed_randn`), so the masks are
+    iid Bernoulli(keep) per entry conditioned on observing something: a sample that observes
+    nothing carries no information, and its posterior would be the prior (a user's mask is
+    refused for it, :meth:`MaskedGaussian.check`). After :data:`REDRAWS` draws (only when
+    (1 - keep)^D is near 1) the entry of the last draw nearest to being kept is kept.
+    """
+    keys = torch.as_tensor(np.ascontiguousarray(index), dtype=torch.int64)
+    stream = stream_id("data-mask", seed)
+
+    def uniforms(k: torch.Tensor, counter: int) -> torch.Tensor:
+        z = keyed_randn(k, shape, stream=stream, counter=counter, dtype=torch.float64)
+        return torch.special.ndtr(z).reshape(len(k), -1)
+
+    u = uniforms(keys, 0)
+    for counter in range(1, REDRAWS + 1):
+        empty = torch.nonzero(~(u < keep).any(1)).flatten()
+        if not len(empty):
+            break
+        u[empty] = uniforms(keys[empty], counter)
+    m = u < keep
+    empty = torch.nonzero(~m.any(1)).flatten()
+    m[empty, u[empty].argmin(1)] = True
+    return m.reshape(len(keys), *shape).to(torch.float32).numpy()
 
 
 def read_mask(path: str, key: str) -> np.ndarray:
