@@ -109,6 +109,10 @@ def test_masked_digits_run_end_to_end(tmp_path, capsys):
     assert main(["status", "--run", str(out)]) == 0
     text = capsys.readouterr().out
     assert "noise: masked (0.5 of entries kept), white noise sigma 0.05" in text
+    # sfbd sample draws from the learned prior of a masked run like any other
+    drawn = tmp_path / "samples.npy"
+    assert main(["sample", "--run", str(out), "--n", "6", "--out", str(drawn), "--quiet"]) == 0
+    assert np.load(drawn).shape == (6, *DIGIT) and np.isfinite(np.load(drawn)).all()
 
     # sfbd denoise of masked inputs with their masks: the observed entries are kept
     n = 12
