@@ -445,3 +445,29 @@ def test_linear_mean_errors_remove_the_spread_of_a_finite_average(
         assert debiased == pytest.approx(0.1, rel=0.05)  # the averages: 0.14 to 0.27
     for name in [m for m in sys.modules if m == "suite" or m.startswith("suite.")]:
         sys.modules.pop(name)
+
+
+def test_linear_denoising_mse_is_the_closed_form_for_gaussian_data(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Section 9's held-out denoising MSE: for x ~ N(0, l I) the exact denoiser
+    D(y, s) = l / (l + s^2) y has E|D - x|^2 = l s^2 / (l + s^2) per entry; a denoiser that
+    shrinks too little (the identity) scores s^2, worse at every level."""
+    import torch
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    from suite.linear import DENOISE_SIGMAS, denoising_mse
+
+    lam = 0.3
+    x = np.sqrt(lam) * np.random.default_rng(0).normal(size=(4000, 16))
+
+    def exact(y: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        return lam / (lam + s[:, None] ** 2) * y
+
+    want = np.mean([lam * s**2 / (lam + s**2) for s in DENOISE_SIGMAS])
+    assert denoising_mse(exact, x) == pytest.approx(want, rel=0.02)
+    identity = denoising_mse(lambda y, s: y, x)
+    assert identity == pytest.approx(np.mean([s**2 for s in DENOISE_SIGMAS]), rel=0.02)
+    assert identity > 1.5 * want
+    for name in [m for m in sys.modules if m == "suite" or m.startswith("suite.")]:
+        sys.modules.pop(name)
