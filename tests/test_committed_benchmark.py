@@ -140,6 +140,7 @@ SCRIPTS = {
     "MEMORY.md": "memory.py",
     "AMBIENT_WEIGHTING.md": "ambient_weighting.py",
     "MMPS_FLOOR.md": "mmps_floor.py",
+    "TWEEDIE_CALIBRATION.md": "tweedie_calibration.py",
 }
 
 
