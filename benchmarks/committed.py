@@ -77,3 +77,48 @@ def command_line(script: str, argv: Sequence[str]) -> str:
     """
     parts = ["python", display_path(script), *(_argument(a) for a in argv)]
     return " ".join(shlex.quote(a) for a in parts)
+
+
+def write_table(
+    script: str,
+    argv: Sequence[str],
+    *,
+    title: str,
+    note: str,
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    committed: str,
+    given: str | os.PathLike[str] | None,
+) -> Path:
+    """Write a one-table results file of a diagnostic script and return its path.
+
+    The file: ``# title``; the command as typed (:func:`command_line`), the date, the
+    machine, torch's and sfbd's versions and ``note``; then the table. It goes to ``given``
+    (``--results``) if given, else to ``runs/<script's stem>/<committed's name>``: such a
+    script's committed file (``committed``, e.g. ``benchmarks/MMPS_FLOOR.md``) is written only
+    by naming it.
+    """
+    import datetime as dt
+    import platform
+
+    import torch
+
+    import sfbd
+
+    md = [
+        f"# {title}",
+        "",
+        f"`{command_line(script, argv)}`, {dt.date.today()}, "
+        f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"sfbd {sfbd.__version__}. {note}",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *["| " + " | ".join(r) + " |" for r in rows],
+        "",
+    ]
+    scratch = REPO / "runs" / Path(script).stem / Path(committed).name
+    out = results_path(given, committed, scratch, False)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(md))
+    return out

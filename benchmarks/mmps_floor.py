@@ -23,8 +23,6 @@ else to runs/mmps_floor/MMPS_FLOOR.md; benchmarks/MMPS_FLOOR.md holds the commit
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import platform
 import sys
 from pathlib import Path
 
@@ -124,23 +122,17 @@ def main() -> None:
                 rows.append(row(run_dir.name, floor, cg, x, truth))
                 print(" | ".join(rows[-1]), flush=True)
     obs = ", ".join(str(p.name) for p in args.runs)
-    md = [
-        "# MMPS's curvature floor on a learned denoiser",
-        "",
-        f"`{committed.command_line(__file__, sys.argv[1:])}`, {dt.date.today()}, "
-        f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
-        f"sfbd {sfbd.__version__}. Stage {args.stage} of {obs}; E_{args.stage + 1} of every "
-        "noisy training row against its clean original.",
-        "",
-        "| " + " | ".join(HEADER) + " |",
-        "|" + "---|" * len(HEADER),
-        *["| " + " | ".join(r) + " |" for r in rows],
-        "",
-    ]
-    scratch = committed.REPO / "runs" / "mmps_floor" / "MMPS_FLOOR.md"
-    out = committed.results_path(args.results, "benchmarks/MMPS_FLOOR.md", scratch, False)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(md))
+    out = committed.write_table(
+        __file__,
+        sys.argv[1:],
+        title="MMPS's curvature floor on a learned denoiser",
+        note=f"Stage {args.stage} of {obs}; E_{args.stage + 1} of every noisy training row "
+        "against its clean original.",
+        header=HEADER,
+        rows=rows,
+        committed="benchmarks/MMPS_FLOOR.md",
+        given=args.results,
+    )
     print(f"wrote {out}")
 
 

@@ -28,8 +28,6 @@ holds the committed run.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import platform
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -94,25 +92,18 @@ def main() -> None:
         cells = [calibration(model.denoiser, x, s, args.probes, g) for s in sigmas]
         table.append([run_dir.name, *(f"{r:.2f} / {a:.2f}" for r, a in cells)])
         print(" | ".join(table[-1]), flush=True)
-    header = ["run", *(f"s = {s:g}" for s in sigmas)]
-    md = [
-        "# Tweedie calibration of learned denoisers",
-        "",
-        f"`{committed.command_line(__file__, sys.argv[1:])}`, {dt.date.today()}, "
-        f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
-        f"sfbd {sfbd.__version__}. Each cell: claimed / actual posterior variance "
-        "(s^2 tr J over |D - x|^2; 1 is exact) / the Jacobian's median asymmetry (0 is "
-        f"exact), on {args.rows} held-out clean samples, {args.probes} probes.",
-        "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-        *["| " + " | ".join(r) + " |" for r in table],
-        "",
-    ]
-    scratch = committed.REPO / "runs" / "tweedie_calibration" / "TWEEDIE_CALIBRATION.md"
-    out = committed.results_path(args.results, "benchmarks/TWEEDIE_CALIBRATION.md", scratch, False)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(md))
+    out = committed.write_table(
+        __file__,
+        sys.argv[1:],
+        title="Tweedie calibration of learned denoisers",
+        note="Each cell: claimed / actual posterior variance (s^2 tr J over |D - x|^2; 1 is "
+        "exact) / the Jacobian's median asymmetry (0 is exact), on "
+        f"{args.rows} held-out clean samples, {args.probes} probes.",
+        header=["run", *(f"s = {s:g}" for s in sigmas)],
+        rows=table,
+        committed="benchmarks/TWEEDIE_CALIBRATION.md",
+        given=args.results,
+    )
     print(f"wrote {out}")
 
 
