@@ -194,9 +194,16 @@ def run(ctx: Context) -> Output:
     compared = {k: v for k, v in COMPARED.items() if k in ctx.suite.linear_methods}
     for ds in ctx.suite.linear_sets:
         res[ds] = {
-            label: {"swd": [], "rmse": [], "mean": [], "m": [], "den": []} for label in compared
+            label: {"swd": [], "rmse": [], "averaged": [], "debiased": [], "denoising": []}
+            for label in compared
         }
-        res[ds]["observations"] = {"swd": [], "rmse": [], "mean": [], "m": [], "den": []}
+        res[ds]["observations"] = {
+            "swd": [],
+            "rmse": [],
+            "averaged": [],
+            "debiased": [],
+            "denoising": [],
+        }
         for seed in range(seeds):
             base = {**base_of(ctx, ds), "seed": str(seed), "data.noise_seed": str(seed)}
             for label, ov in compared.items():
@@ -205,9 +212,9 @@ def run(ctx: Context) -> Output:
                 res[ds][label]["swd"].append(float(last["swd"]))
                 res[ds][label]["rmse"].append(rmse(last.get("denoise_psnr")))
                 averaged, exact = posterior_mean_rmse(out, *ctx.suite.linear_posterior)
-                res[ds][label]["mean"].append(averaged)
-                res[ds][label]["m"].append(exact)
-                res[ds][label]["den"].append(held_out_denoising(out, DENOISE_ROWS))
+                res[ds][label]["averaged"].append(averaged)
+                res[ds][label]["debiased"].append(exact)
+                res[ds][label]["denoising"].append(held_out_denoising(out, DENOISE_ROWS))
             res[ds]["observations"]["rmse"].append(observation_rmse(ctx, ds, seed))
     md = [
         "## 9. Masked and blurred data: SFBD through MMPS posterior sampling",
@@ -234,7 +241,7 @@ def run(ctx: Context) -> Output:
             swd = v["swd"]
             g = f"{(c - mean_of(swd)) / (c - o):.2f}" if swd and c != o else "–"
             rm = [r for r in v["rmse"] if r == r]
-            pm, m, den = v["mean"], v["m"], v["den"]
+            pm, m, den = v["averaged"], v["debiased"], v["denoising"]
             rows.append(
                 [
                     NAMES.get(label, label),
