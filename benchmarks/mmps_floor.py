@@ -29,11 +29,9 @@ from pathlib import Path
 import committed
 import numpy as np
 import torch
-import yaml
 
 import sfbd
-from sfbd.config import load_config
-from sfbd.data import load_problem
+from sfbd.data import Problem, load_problem
 from sfbd.diffusion.posterior import posterior_sample
 from sfbd.diffusion.schedule import edm_sigmas
 from sfbd.noise.linear import LinearCorruption
@@ -51,23 +49,17 @@ HEADER = [
 ]
 
 
-def draws(run_dir: Path, stage: int, floor: bool, cg_steps: int) -> tuple[np.ndarray, ...]:
-    """E_{stage+1} of the run's noisy training rows, and their clean originals."""
-    model = sfbd.load(run_dir, stage=stage, device="cpu")
-    cfg = load_config(base=yaml.safe_load((run_dir / "config.yaml").read_text()))
-    prob = load_problem(cfg)
-    noise = prob.corruption
-    if not isinstance(noise, LinearCorruption) or prob.noisy_truth is None:
-        sys.exit(f"{run_dir}: not a benchmark-mode mask or blur run (data.naive unset)")
+def draws(model: sfbd.Model, prob: Problem, floor: bool, cg_steps: int, stage: int) -> np.ndarray:
+    """E_{stage+1} of the run's noisy training rows, drawn by ``model`` (stage ``stage``)."""
+    cfg, noise = model.config, prob.corruption
     y = torch.as_tensor(np.asarray(prob.noisy))
     keys = torch.arange(len(y))
-    grid = edm_sigmas(cfg.sample.steps)
     x = posterior_sample(
         model.denoiser,
         noise.operator(keys, y),
         y,
         noise.sigma**2,
-        grid,
+        edm_sigmas(cfg.sample.steps),
         keys=keys,
         stream=stream_id("denoise", cfg.seed, stage + 1),
         shape=tuple(y.shape[1:]),
@@ -75,15 +67,16 @@ def draws(run_dir: Path, stage: int, floor: bool, cg_steps: int) -> tuple[np.nda
         cg_steps=cg_steps,
         curvature_floor=floor,
     )
-    return x.numpy(), np.asarray(prob.noisy_truth)
+    return x.numpy()
 
 
-def observations(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The run's raw noisy training rows (model space) and their clean originals."""
-    cfg = load_config(base=yaml.safe_load((run_dir / "config.yaml").read_text()))
-    prob = load_problem(cfg)
-    assert prob.noisy_truth is not None
-    return np.asarray(prob.noisy), np.asarray(prob.noisy_truth)
+def load_run(run_dir: Path, stage: int) -> tuple[sfbd.Model, Problem]:
+    """The run's model at ``stage`` and its problem (read once per run)."""
+    model = sfbd.load(run_dir, stage=stage, device="cpu")
+    prob = load_problem(model.config)
+    if not isinstance(prob.corruption, LinearCorruption) or prob.noisy_truth is None:
+        sys.exit(f"{run_dir}: not a benchmark-mode mask or blur run (data.naive unset)")
+    return model, prob
 
 
 def row(name: str, floor: bool | None, cg: int, x: np.ndarray, truth: np.ndarray) -> list[str]:
@@ -113,12 +106,13 @@ def main() -> None:
     torch.manual_seed(0)
     rows = []
     for run_dir in args.runs:
-        y, truth = observations(run_dir)
-        rows.append(row(run_dir.name, None, 0, y, truth))
+        model, prob = load_run(run_dir, args.stage)
+        truth = np.asarray(prob.noisy_truth)
+        rows.append(row(run_dir.name, None, 0, np.asarray(prob.noisy), truth))
         print(" | ".join(rows[-1]), flush=True)
         for cg in [int(c) for c in args.cg_steps.split(",")]:
             for floor in (False, True):
-                x, truth = draws(run_dir, args.stage, floor, cg)
+                x = draws(model, prob, floor, cg, args.stage)
                 rows.append(row(run_dir.name, floor, cg, x, truth))
                 print(" | ".join(rows[-1]), flush=True)
     obs = ", ".join(str(p.name) for p in args.runs)
